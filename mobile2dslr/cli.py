@@ -1,0 +1,105 @@
+"""The ``mobile2dslr`` console script.
+
+``fit | validate | test | predict`` go to LightningCLI (one config file plus
+command-line overrides, ``--print_config``); the other commands are typed functions
+parsed by jsonargparse. User errors end as one line on stderr and exit status 2.
+"""
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from . import REPO_ROOT
+from .errors import UserError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+USAGE = """usage: mobile2dslr COMMAND [options]
+
+Train and run the phases (LightningCLI; `mobile2dslr COMMAND --help` lists every option):
+  fit         train a phase:       mobile2dslr fit --config configs/mpse/phase1_dped.yaml
+  validate    score a checkpoint on the validation set (--ckpt_path)
+  test        score a checkpoint on the test set (--ckpt_path)
+  predict     enhance the DataModule's predict set (--ckpt_path)
+
+Configs are YAML files naming classes by class_path; override any value on the
+command line (--model.lr 1e-4, --trainer.max_steps 200, --data configs/data/dped.yaml).
+Relative `configs/...` paths also resolve from the repository root.
+"""
+
+_CONFIG_OPTIONS = ("--config", "--model", "--data", "--trainer")
+
+
+def resolve_config_paths(argv: list[str], root: Path = REPO_ROOT) -> list[str]:
+    """Let ``configs/...`` arguments work from any folder: resolve them from the repo root.
+
+    A YAML path that exists relative to the current folder is left as it is.
+    """
+    resolved = []
+    expect_path = False
+    for arg in argv:
+        option, eq, value = arg.partition("=")
+        if expect_path:
+            resolved.append(_from_root(arg, root))
+        elif eq and option in _CONFIG_OPTIONS:
+            resolved.append(f"{option}={_from_root(value, root)}")
+        else:
+            resolved.append(arg)
+        expect_path = not eq and arg in _CONFIG_OPTIONS
+    return resolved
+
+
+def _from_root(value: str, root: Path) -> str:
+    if value.endswith((".yaml", ".yml")) and not Path(value).exists() and (root / value).is_file():
+        return str(root / value)
+    return value
+
+
+def run_lightning(argv: list[str]) -> None:
+    """Run a LightningCLI subcommand on ``argv`` (which starts with the subcommand)."""
+    # Imported here so `mobile2dslr --help` stays instant.
+    import pytorch_lightning as pl
+    from pytorch_lightning.cli import LightningCLI
+
+    import lightning_modules  # noqa: F401  (registers the filter for its warnings)
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    # Frozen feature extractors (VGG) stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    LightningCLI(
+        pl.LightningModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"parser_mode": "omegaconf"},
+        args=argv,
+    )
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the ``mobile2dslr`` console script."""
+    argv = resolve_config_paths(list(sys.argv[1:] if argv is None else argv))
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command = argv[0]
+    try:
+        if command in LIGHTNING_COMMANDS:
+            run_lightning(argv)
+        else:
+            print(f"mobile2dslr: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+            sys.exit(2)
+    except UserError as err:
+        print(f"mobile2dslr: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as err:
+        print(f"mobile2dslr: training stopped: {err}", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
