@@ -13,6 +13,7 @@ help:
 	@echo "make demo      train MPSE phase 1 on the embedded demo photos (CPU, ~10 min) and write a report"
 	@echo "make test      install if needed, then the default test suite (CI runs this)"
 	@echo "make test-all  the whole suite, slow tests included"
+	@echo "make bench     training speed of phase 1 (seconds per iteration) on this machine"
 
 install: $(STAMP)
 
@@ -39,6 +40,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
 
 clean:
 	rm -rf outputs lightning_logs wandb .pytest_cache

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
 
 from datamodules.io import write_image
 
@@ -62,12 +61,15 @@ class ImageGridLogger(Callback):
             images = [outputs["lq"][i], outputs["output"][i]] + ([outputs["hq"][i]] if outputs.get("hq") is not None else [])
             self._strips.append((str(names[i]), side_by_side(*images, max_side=self.max_side)))
 
-    @rank_zero_only
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not self._strips:
+        if trainer.sanity_checking:
+            return
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        # trainer.log_dir is a collective under DDP: every rank must ask, not only rank 0.
+        folder = None if wandb_loggers else Path(trainer.log_dir or trainer.default_root_dir) / "images"
+        if not trainer.is_global_zero or not self._strips:
             return
         iteration = int(getattr(pl_module, "iteration", trainer.global_step))
-        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         for logger in wandb_loggers:
             for name, strip in self._strips:  # one key per sample: wandb panels want one size
                 logger.log_image(
@@ -76,7 +78,6 @@ class ImageGridLogger(Callback):
                     caption=[f"input | output | target, iteration {iteration}"],
                     step=trainer.global_step,
                 )
-        if not wandb_loggers:
-            folder = Path(trainer.log_dir or trainer.default_root_dir) / "images"
+        if folder is not None:
             for name, strip in self._strips:
                 write_image(folder / f"iter{iteration:07d}_{name}.png", strip.permute(1, 2, 0).numpy())

@@ -64,12 +64,21 @@ def run_lightning(argv: list[str]) -> None:
     from pytorch_lightning.cli import LightningCLI
 
     import lightning_modules  # noqa: F401  (registers the filter for its warnings)
+    from callbacks import LRHalving
+
+    class Mobile2DSLRCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # A top-level group, so `--lr_halving.every_n_iterations 5000` works from the
+            # command line (items of trainer.callbacks cannot be addressed one by one).
+            parser.add_lightning_class_args(LRHalving, "lr_halving")
 
     os.environ.setdefault("WANDB_SILENT", "true")
     # Frozen feature extractors (VGG) stay in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    LightningCLI(
+    # We pass the (path-resolved) argv explicitly, so LightningCLI's args-vs-sys.argv warning is moot.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+    Mobile2DSLRCLI(
         pl.LightningModule,
         pl.LightningDataModule,
         subclass_mode_model=True,

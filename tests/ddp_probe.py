@@ -1,0 +1,15 @@
+"""Callback for the DDP test: each rank saves its parameters at the end of training."""
+
+import os
+from pathlib import Path
+
+import torch
+from pytorch_lightning.callbacks import Callback
+
+
+class SaveRankParameters(Callback):
+    """Write ``<DDP_PROBE_DIR>/rank<N>.pt`` with the rank's generator and discriminator weights."""
+
+    def on_train_end(self, trainer, pl_module):
+        state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
+        torch.save({"state": state, "iteration": pl_module.iteration}, Path(os.environ["DDP_PROBE_DIR"]) / f"rank{trainer.global_rank}.pt")
