@@ -37,6 +37,8 @@ _TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 # Pillow modes that carry transparency once converted to RGBA.
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _EXIF_ORIENTATION = 0x0112
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask sets it: put it back at once
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -121,6 +123,7 @@ def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, quality: 
     # A hidden name in the same folder: same filesystem for os.replace, skipped by find_images.
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{suffix}.tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(temp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         if suffix in _TIFF_EXTENSIONS:
             tifffile.imwrite(temp_name, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
@@ -137,6 +140,27 @@ def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, quality: 
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def stored_bit_depth(path: PathLike) -> int:
+    """Bits per sample the file stores (16 for 16-bit PNG/TIFF and camera RAW, else 8).
+
+    Reads the header only. Used to write an output with the input's depth.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in RAW_EXTENSIONS:
+            return 16
+        if suffix in _TIFF_EXTENSIONS:
+            with tifffile.TiffFile(path) as tif:
+                return 16 if tif.pages.first.bitspersample > 8 else 8
+        with Image.open(path) as opened:
+            tile_args = opened.tile[0].args if opened.tile else None
+            sixteen = opened.mode in ("I", "I;16", "I;16B", "I;16L") or (isinstance(tile_args, str) and ";16" in tile_args)
+            return 16 if sixteen else 8
+    except Exception:  # unreadable files are reported by read_image
+        return 8
 
 
 def find_images(folder: PathLike, recursive: bool = True) -> list[Path]:
