@@ -4,13 +4,15 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from mobile2dslr.errors import UserError
+from mobile2dslr.errors import UserError, WeightsError
 
 from .hparams import nets_without_config
 from .losses import ColorLoss, TextureLoss, TVLoss, VGGContentLoss, discriminator_loss, to_dped_gray
 from .nets import DPEDDiscriminator, DPEDGenerator
+from .nets.pretrained import load_state_dict_file
 
 __all__ = ["DPEDPlus"]
 
@@ -39,6 +41,8 @@ class DPEDPlus(pl.LightningModule):
         lr: Adam learning rate of the generator (5e-4 in DPED).
         discriminator_lr: Adam learning rate of the discriminator (default: ``lr``).
         betas: Adam betas of both optimizers.
+        init_from: checkpoint to start from (fine-tuning): its generator weights, and its
+            discriminator's when they fit (e.g. an ``import-dped`` checkpoint).
     """
 
     optimizer_names = ("generator", "discriminator")
@@ -54,6 +58,7 @@ class DPEDPlus(pl.LightningModule):
         lr: float = 5e-4,
         discriminator_lr: Optional[float] = None,
         betas: tuple[float, float] = (0.9, 0.999),
+        init_from: Optional[str] = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=nets_without_config(locals()))
@@ -65,6 +70,28 @@ class DPEDPlus(pl.LightningModule):
         self.texture_loss = TextureLoss(texture_weight)
         self.tv_loss = TVLoss(tv_weight)
         self.iteration = 0
+        if init_from:
+            self._init_from(init_from)
+
+    def _init_from(self, path: str) -> None:
+        state = load_state_dict_file(path)
+        nets = {"generator": self.generator, "discriminator": self.discriminator}
+        parts = {name: {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")} for name in nets}
+        if not parts["generator"]:
+            raise WeightsError(f"{path}: holds no generator weights (keys 'generator.*')")
+        for name, net in nets.items():
+            try:
+                net.load_state_dict(parts[name])
+            except RuntimeError as err:
+                if name == "generator":
+                    first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+                    raise WeightsError(f"{path}: its generator does not fit this generator's config ({first})") from None
+                # A discriminator of another patch size (or none at all) just starts fresh.
+                rank_zero_warn(f"{path}: discriminator weights not used ({len(parts[name])} tensors do not fit)")
+
+    def enhancer(self) -> nn.Module:
+        """The network ``mobile2dslr enhance`` runs: the generator."""
+        return self.generator
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Enhance (B, 3, H, W) RGB in [0, 1]; the output is not clipped."""

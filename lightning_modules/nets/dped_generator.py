@@ -135,10 +135,15 @@ class DPEDGenerator(nn.Module):
         Returns:
             (B, 3, H, W) enhanced RGB, in (-0.08, 1.08).
         """
+        return self.local_forward(self.global_preprocess(image))
+
+    def global_preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """The whole-image part (histogram equalisation): tiled inference runs it untiled."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"DPEDGenerator expects (B, 3, H, W) RGB images, got shape {tuple(image.shape)}")
-        if self.input_equalization:
-            image = equalize_luminance(image)
-        x = self.head(image)
-        x = self.blocks(x)
+        return equalize_luminance(image) if self.input_equalization else image
+
+    def local_forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The convolutional part, which tiled inference runs tile by tile."""
+        x = self.blocks(self.head(image))
         return torch.tanh(self.tail(x)) * 0.58 + 0.5

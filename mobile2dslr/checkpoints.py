@@ -1,0 +1,61 @@
+"""Load any phase's checkpoint and get the network that enhances images from it."""
+
+import importlib
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from .errors import WeightsError
+
+__all__ = ["load_phase", "load_enhancer"]
+
+
+def load_phase(path: str) -> pl.LightningModule:
+    """Rebuild the LightningModule a checkpoint was written by, on the CPU.
+
+    Checkpoints made by ``mobile2dslr fit`` or ``import-dped`` record their model class
+    and its config (``_class_path``), so no config file is needed.
+
+    Raises:
+        WeightsError: missing, unreadable, or not a mobile2dslr checkpoint (one line).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise WeightsError(f"{file}: checkpoint not found")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"{file}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    class_path = (hparams or {}).get("_class_path")
+    if not class_path or "state_dict" not in checkpoint:
+        raise WeightsError(
+            f"{file}: not a mobile2dslr phase checkpoint (no model class recorded); "
+            "use a checkpoint written by `mobile2dslr fit` or `mobile2dslr import-dped`"
+        )
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise WeightsError(f"{file}: its model class {class_path} does not exist in this version") from None
+    try:
+        return cls.load_from_checkpoint(file, map_location="cpu")
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise WeightsError(f"{file}: cannot rebuild {class_name} from it ({str(err).splitlines()[0]})") from None
+
+
+def load_enhancer(path: str) -> nn.Module:
+    """The image-to-image network of a checkpoint (``LightningModule.enhancer()``), in eval mode.
+
+    Raises:
+        WeightsError: the checkpoint's phase does not enhance images (e.g. a recommender).
+    """
+    module = load_phase(path)
+    if not hasattr(module, "enhancer"):
+        raise WeightsError(
+            f"{path}: a {type(module).__name__} checkpoint does not enhance images; "
+            "pass a phase checkpoint that does (e.g. MPSE phase 1, DPEDPlus)"
+        )
+    return module.enhancer().eval()

@@ -1,0 +1,1 @@
+"""Typed commands of the ``mobile2dslr`` console script besides LightningCLI's."""

@@ -1,0 +1,143 @@
+"""``mobile2dslr enhance``: enhance a photo or a folder of photos with a trained checkpoint."""
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from datamodules.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, find_images, read_image, stored_bit_depth, write_image
+
+from ..checkpoints import load_enhancer
+from ..devices import Precision, pick_autocast_dtype, pick_device
+from ..errors import UserError
+from ..tiling import TiledEnhancer
+
+__all__ = ["enhance", "plan_outputs"]
+
+
+def _output_name(relative: Path) -> Path:
+    # Keep the name and format; camera RAW cannot be written, so it becomes a 16-bit TIFF.
+    return relative.with_suffix(".tif") if relative.suffix.lower() in RAW_EXTENSIONS else relative
+
+
+def plan_outputs(source: Path, target: Path) -> list[tuple[Path, Path]]:
+    """Pair every input image with its output path; refuse any plan that writes over an input.
+
+    Args:
+        source: an image file or a folder (searched recursively).
+        target: the output folder, or an output file when ``source`` is a file and
+            ``target`` has an image extension.
+
+    Raises:
+        UserError: missing input, no images, or an output that would replace an input.
+    """
+    if source.is_file():
+        output = target if target.suffix.lower() in IMAGE_EXTENSIONS else target / _output_name(Path(source.name))
+        pairs = [(source, output)]
+    elif source.is_dir():
+        inner = target.resolve() if target.resolve() != source.resolve() else None
+        # An output folder inside the input folder holds earlier outputs, not inputs.
+        images = [p for p in find_images(source) if inner is None or inner not in p.resolve().parents]
+        if not images:
+            raise UserError(f"{source}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        pairs = [(image, target / _output_name(image.relative_to(source))) for image in images]
+    else:
+        raise UserError(f"{source}: no such file or folder")
+    inputs = {p.resolve() for p, _ in pairs}
+    clashes = [out for _, out in pairs if out.resolve() in inputs]
+    if clashes:
+        raise UserError(
+            f"{target}: writing there would replace the input {clashes[0]} "
+            f"({len(clashes)} file(s)); choose another output folder"
+        )
+    return pairs
+
+
+def enhance(
+    input: str,
+    output: str,
+    *,
+    ckpt: str,
+    tile: int = 512,
+    halo: Optional[int] = None,
+    precision: Precision = "auto",
+    device: str = "auto",
+    max_untiled_megapixels: float = 4.0,
+    overwrite: bool = False,
+    jpeg_quality: int = 95,
+) -> int:
+    """Enhance a photo, or every photo in a folder, with a trained checkpoint.
+
+    Any size is fine: large photos run as overlapping tiles with blended seams
+    (instance-norm nets get whole-image statistics, so tiles match the untiled result).
+    Outputs keep the input's relative path, name, format and bit depth (camera RAW
+    becomes a 16-bit TIFF); each is written atomically, never over an input. Outputs
+    that already exist are skipped, so an interrupted run resumes where it stopped.
+    A file that cannot be read is reported in one line and the others go on; the exit
+    status is 1 when any file failed.
+
+    Args:
+        input: an image file or a folder of images (searched recursively; jpg, png,
+            tiff, webp, bmp, camera RAW; 8/16-bit, grayscale, RGBA, EXIF orientation).
+        output: output folder (or an output file when ``input`` is one file).
+        ckpt: checkpoint of a phase that enhances images (``mobile2dslr fit`` or
+            ``mobile2dslr import-dped``).
+        tile: side of a tile's core in pixels; larger photos are tiled.
+        halo: context pixels around each tile (default: the net's receptive field + blend).
+        precision: ``auto`` (bf16 where the device computes it fast, else fp32), ``fp32``
+            or ``bf16``.
+        device: ``auto`` (a CUDA GPU when present), ``cpu``, ``cuda``, ``cuda:1``...
+        max_untiled_megapixels: instance-norm nets run untiled up to this size (exact,
+            and cheaper than tiling with whole-image statistics).
+        overwrite: replace outputs that already exist instead of skipping them.
+        jpeg_quality: quality of JPEG outputs.
+
+    Returns:
+        0 when every image was written or skipped, 1 when any failed.
+    """
+    pairs = plan_outputs(Path(input), Path(output))
+    todo = [(src, dst) for src, dst in pairs if overwrite or not dst.exists()]
+    skipped = len(pairs) - len(todo)
+    if not todo:
+        print(f"nothing to do: all {len(pairs)} outputs exist in {output} (--overwrite to redo them)")
+        return 0
+    torch_device = pick_device(device)
+    net = load_enhancer(ckpt).to(torch_device)
+    runner = TiledEnhancer(
+        net, tile=tile, halo=halo, max_untiled_pixels=int(max_untiled_megapixels * 1e6),
+        autocast_dtype=pick_autocast_dtype(precision, torch_device),
+    )
+    dtype = "bf16" if runner.autocast_dtype == torch.bfloat16 else "fp32"
+    print(f"enhancing {len(todo)} image(s) on {torch_device} ({dtype}) with {ckpt}" + (f"; skipping {skipped} done" if skipped else ""))
+    failures: list[str] = []
+    megapixels, started = 0.0, time.perf_counter()
+    for src, dst in tqdm(todo, unit="img", disable=len(todo) == 1 and not sys.stderr.isatty()):
+        try:
+            image = read_image(src)
+            tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(torch_device)
+            cores = runner.tiles_for(*tensor.shape[-2:])
+            with tqdm(total=len(cores), unit="tile", leave=False, disable=len(cores) == 1) as bar:
+                result = runner(tensor, progress=lambda done: bar.update(done - bar.n))
+            pixels = result[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            write_image(dst, pixels, bit_depth=stored_bit_depth(src) if dst.suffix.lower() in (".png", ".tif", ".tiff") else 8,
+                        quality=jpeg_quality)
+            megapixels += image.shape[0] * image.shape[1] / 1e6
+        except UserError as err:
+            failures.append(str(err))
+            tqdm.write(f"skipped: {err}", file=sys.stderr)
+        except OSError as err:  # disk full, read-only folder...
+            failures.append(f"{dst}: cannot write ({err.strerror or err})")
+            tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
+        except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge photo
+            failures.append(f"{src}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} (try a smaller --tile)")
+            tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    written = len(todo) - len(failures)
+    rate = f", {megapixels / seconds:.3f} MP/s" if megapixels else ""
+    print(f"wrote {written} image(s) to {output} in {seconds:.1f} s{rate}" + (f"; {len(failures)} failed:" if failures else ""))
+    for line in failures:
+        print(f"  {line}", file=sys.stderr)
+    return 1 if failures else 0
