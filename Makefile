@@ -38,7 +38,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+# The slow tests include reading the official TensorFlow DPED checkpoints: the `tf` extra.
+TF_STAMP := $(VENV)/.installed-tf
+$(TF_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,tf]'
+	touch $(TF_STAMP)
+
+test-all: $(TF_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -15,6 +15,11 @@ from . import REPO_ROOT
 from .errors import UserError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# Typed commands: name → "module:function"; jsonargparse builds each one's options.
+COMMANDS = {
+    "enhance": "mobile2dslr.commands.enhance:enhance",
+    "import-dped": "mobile2dslr.commands.import_dped:import_dped",
+}
 
 USAGE = """usage: mobile2dslr COMMAND [options]
 
@@ -23,6 +28,10 @@ Train and run the phases (LightningCLI; `mobile2dslr COMMAND --help` lists every
   validate    score a checkpoint on the validation set (--ckpt_path)
   test        score a checkpoint on the test set (--ckpt_path)
   predict     enhance the DataModule's predict set (--ckpt_path)
+
+Use trained models:
+  enhance     enhance a photo or a folder:  mobile2dslr enhance IN OUT --ckpt model.ckpt
+  import-dped official DPED weights → phase-1 checkpoint: mobile2dslr import-dped SOURCE OUT.ckpt
 
 Configs are YAML files naming classes by class_path; override any value on the
 command line (--model.lr 1e-4, --trainer.max_steps 200, --data configs/data/dped.yaml).
@@ -57,8 +66,8 @@ def _from_root(value: str, root: Path) -> str:
     return value
 
 
-def run_lightning(argv: list[str]) -> None:
-    """Run a LightningCLI subcommand on ``argv`` (which starts with the subcommand)."""
+def run_lightning(argv: list[str]):
+    """Run a LightningCLI subcommand on ``argv`` (which starts with the subcommand); returns the CLI."""
     # Imported here so `mobile2dslr --help` stays instant.
     import pytorch_lightning as pl
     from pytorch_lightning.cli import LightningCLI
@@ -78,7 +87,7 @@ def run_lightning(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # We pass the (path-resolved) argv explicitly, so LightningCLI's args-vs-sys.argv warning is moot.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
-    Mobile2DSLRCLI(
+    return Mobile2DSLRCLI(
         pl.LightningModule,
         pl.LightningDataModule,
         subclass_mode_model=True,
@@ -87,6 +96,18 @@ def run_lightning(argv: list[str]) -> None:
         parser_kwargs={"parser_mode": "omegaconf"},
         args=argv,
     )
+
+
+def run_command(name: str, argv: list[str]) -> None:
+    """Run a typed command (a documented function) with ``argv`` as its options."""
+    import importlib
+
+    from jsonargparse import CLI
+
+    module, _, function = COMMANDS[name].partition(":")
+    status = CLI(getattr(importlib.import_module(module), function), args=argv, prog=f"mobile2dslr {name}")
+    if isinstance(status, int) and status:
+        sys.exit(status)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -99,6 +120,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         if command in LIGHTNING_COMMANDS:
             run_lightning(argv)
+        elif command in COMMANDS:
+            run_command(command, argv[1:])
         else:
             print(f"mobile2dslr: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
             sys.exit(2)
