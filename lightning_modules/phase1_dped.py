@@ -61,7 +61,8 @@ class DPEDPlus(pl.LightningModule):
         init_from: Optional[str] = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=nets_without_config(locals()))
+        # init_from only seeds a new run: a checkpoint rebuilt later must not need that file.
+        self.save_hyperparameters(ignore=nets_without_config(locals()) + ["init_from"])
         self.automatic_optimization = False
         self.generator = generator if generator is not None else DPEDGenerator()
         self.discriminator = discriminator if discriminator is not None else DPEDDiscriminator()

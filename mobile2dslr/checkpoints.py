@@ -4,8 +4,9 @@ import importlib
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from torch import nn
+
+from lightning_modules.nets.pretrained import read_torch_file
 
 from .errors import WeightsError
 
@@ -22,12 +23,7 @@ def load_phase(path: str) -> pl.LightningModule:
         WeightsError: missing, unreadable, or not a mobile2dslr checkpoint (one line).
     """
     file = Path(path)
-    if not file.is_file():
-        raise WeightsError(f"{file}: checkpoint not found")
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(f"{file}: not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    checkpoint = read_torch_file(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     class_path = (hparams or {}).get("_class_path")
     if not class_path or "state_dict" not in checkpoint:

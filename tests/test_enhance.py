@@ -87,9 +87,9 @@ def test_never_writes_over_an_input(photos, tmp_path):
 
 def test_bad_checkpoints_are_one_line(tmp_path):
     (tmp_path / "notes.ckpt").write_text("hello")
-    with pytest.raises(WeightsError, match="notes.ckpt: not a readable checkpoint"):
+    with pytest.raises(WeightsError, match="notes.ckpt: not a readable torch weights file"):
         load_enhancer(str(tmp_path / "notes.ckpt"))
-    with pytest.raises(WeightsError, match="checkpoint not found"):
+    with pytest.raises(WeightsError, match="none.ckpt: file not found"):
         load_enhancer(str(tmp_path / "none.ckpt"))
     from pytorch_lightning.demos.boring_classes import BoringModel
 

@@ -113,8 +113,15 @@ def test_checkpoint_works_with_test_and_fine_tuning(iphone_ckpt, shared_dir, tmp
     model = DPEDPlus(generator=DPEDGenerator(norm="instance"), init_from=str(iphone_ckpt))
     reference = load_enhancer(str(iphone_ckpt))
     assert all(torch.equal(a, b) for a, b in zip(model.generator.state_dict().values(), reference.state_dict().values()))
-    main(["fit", *common, "--model.init_from", str(iphone_ckpt), "--trainer.fast_dev_run", "1",
-          "--data.batch_size", "2"])
+    cli = run_lightning(resolve_config_paths(["fit", *common, "--model.init_from", str(iphone_ckpt),
+                                              "--trainer.max_steps", "2", "--data.batch_size", "2"]))
+    fine_tuned = next(tmp_path.rglob("last.ckpt"))
+    assert "init_from" not in cli.model.hparams  # the result does not depend on the start file
+    moved = iphone_ckpt.rename(iphone_ckpt.with_suffix(".moved"))
+    try:
+        assert isinstance(load_enhancer(str(fine_tuned)), DPEDGenerator)
+    finally:
+        moved.rename(iphone_ckpt)
     with pytest.raises(WeightsError, match="does not fit this generator's config"):
         DPEDPlus(generator=DPEDGenerator(width=32, norm="instance"), init_from=str(iphone_ckpt))
 

@@ -19,7 +19,7 @@ from mobile2dslr.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cache_dir", "cached_state_dict", "package_file", "warn_random_weights", "load_state_dict_file"]
+__all__ = ["cache_dir", "cached_state_dict", "package_file", "warn_random_weights", "load_state_dict_file", "read_torch_file"]
 
 
 def cache_dir() -> Path:
@@ -67,15 +67,25 @@ def cached_state_dict(name: str, source: Path, convert: Callable[[Path], dict]) 
     return state
 
 
-def load_state_dict_file(path: str) -> dict:
-    """Load a ``torch.save``-d state dict (or a Lightning checkpoint's ``state_dict``)."""
+def read_torch_file(path: str):
+    """``torch.load`` a file safely (tensors and plain data only) on the CPU.
+
+    Raises:
+        WeightsError: the file is missing or not a readable torch file (one line).
+    """
     file = Path(path)
     if not file.is_file():
-        raise WeightsError(f"{file}: weights file not found")
+        raise WeightsError(f"{file}: file not found")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise WeightsError(f"{file}: not a readable torch weights file ({type(err).__name__}: {err})") from None
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise WeightsError(f"{file}: not a readable torch weights file ({type(err).__name__}: {reason})") from None
+
+
+def load_state_dict_file(path: str) -> dict:
+    """Load a ``torch.save``-d state dict (or a Lightning checkpoint's ``state_dict``)."""
+    state = read_torch_file(path)
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
