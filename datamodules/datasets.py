@@ -9,9 +9,10 @@ Evaluation datasets are deterministic: same images, same crops, same degradation
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, TypeVar, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ from datamodules.transforms import (
     to_tensor,
     training_crop,
 )
-from mobile2dslr.errors import DatasetLayoutError, UserError
+from mobile2dslr.errors import DatasetLayoutError, ImageReadError, UserError
+
+log = logging.getLogger(__name__)
 
 #: An HQ image: a file read lazily, or an array already in memory (float32 HxWx3 in [0, 1]).
 ImageSource = Union[Path, np.ndarray]
@@ -69,6 +72,54 @@ class _ItemCache:
         return item
 
 
+class _SkipUnreadable:
+    """Draws a random item again when its file cannot be read, warning once per file.
+
+    A training run over thousands of files should not die hours in because of one
+    truncated JPEG: the bad file is reported in one line and never drawn again (per
+    DataLoader worker). Only when every file is unreadable does the run stop.
+    """
+
+    def __init__(self, count: int, where: str) -> None:
+        self.count, self.where = count, where
+        self.bad: set[int] = set()
+
+    def draw(self, generator: np.random.Generator, load: Callable[[int], Item]) -> Item:
+        while len(self.bad) < self.count:
+            index = int(generator.integers(self.count))
+            if index in self.bad:
+                continue
+            try:
+                return load(index)
+            except ImageReadError as err:
+                self.bad.add(index)
+                log.warning("skipping unreadable training image (%d of %d so far): %s", len(self.bad), self.count, err)
+        raise DatasetLayoutError(f"{self.where}: none of the {self.count} training images can be read")
+
+
+def drop_unreadable(items: Sequence[T], files: Callable[[T], Sequence[Path]], split: str) -> list[T]:
+    """Decode every file of an evaluation split once; warn about and drop unreadable ones.
+
+    Evaluation runs in the middle of training: a bad file must be found before that.
+
+    Raises:
+        DatasetLayoutError: nothing readable is left.
+    """
+    kept = []
+    for item in items:
+        try:
+            for file in files(item):
+                read_image(file)
+        except ImageReadError as err:
+            log.warning("skipping unreadable %s image: %s", split, err)
+            continue
+        kept.append(item)
+    if items and not kept:
+        first = files(items[0])[0]
+        raise DatasetLayoutError(f"{first.parent}: none of the {len(items)} {split} images can be read")
+    return kept
+
+
 class PairedPatchDataset(Dataset):
     """Training patches of real pairs: a random pair, an identical random crop and flip of both.
 
@@ -82,16 +133,21 @@ class PairedPatchDataset(Dataset):
         self.pairs = list(pairs)
         self.samples_per_epoch = samples_per_epoch
         self.crop = training_crop(patch_size, paired=True)
+        self.skip = _SkipUnreadable(len(self.pairs), str(self.pairs[0].lq.parent) if self.pairs else "")
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> Item:
         generators = item_generators()
-        pair = self.pairs[int(generators[0].integers(len(self.pairs)))]
-        lq, hq = common_top_left(read_image(pair.lq), read_image(pair.hq))
-        lq, hq = apply_training_crop(self.crop, generators, lq, hq)
-        return {"lq": to_tensor(lq), "hq": to_tensor(hq), "name": pair.name}
+
+        def load(choice: int) -> Item:
+            pair = self.pairs[choice]
+            lq, hq = common_top_left(read_image(pair.lq), read_image(pair.hq))
+            lq, hq = apply_training_crop(self.crop, generators, lq, hq)
+            return {"lq": to_tensor(lq), "hq": to_tensor(hq), "name": pair.name}
+
+        return self.skip.draw(generators[0], load)
 
 
 class PairedImageDataset(Dataset):
@@ -163,16 +219,21 @@ class DegradedPatchDataset(Dataset):
         self.degradation = degradation
         self.samples_per_epoch = samples_per_epoch
         self.crop = training_crop(patch_size, paired=False)
+        first = self.images[0] if self.images else None
+        self.skip = _SkipUnreadable(len(self.images), str(first.parent) if isinstance(first, Path) else "training images")
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> Item:
         generators = item_generators()
-        choice = int(generators[0].integers(len(self.images)))
-        hq, _ = apply_training_crop(self.crop, generators, _load(self.images[choice]))
-        lq = self.degradation.degrade(hq, seed=int(generators[0].integers(2**31 - 1)))
-        return {"lq": to_tensor(lq), "hq": to_tensor(hq), "name": self.names[choice]}
+
+        def load(choice: int) -> Item:
+            hq, _ = apply_training_crop(self.crop, generators, _load(self.images[choice]))
+            lq = self.degradation.degrade(hq, seed=int(generators[0].integers(2**31 - 1)))
+            return {"lq": to_tensor(lq), "hq": to_tensor(hq), "name": self.names[choice]}
+
+        return self.skip.draw(generators[0], load)
 
 
 class DegradedImageDataset(Dataset):

@@ -9,7 +9,13 @@ import pytorch_lightning as pl
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
-from datamodules.datasets import DegradedImageDataset, DegradedPatchDataset, check_loader_args, make_loader
+from datamodules.datasets import (
+    DegradedImageDataset,
+    DegradedPatchDataset,
+    check_loader_args,
+    drop_unreadable,
+    make_loader,
+)
 from datamodules.degradations import PhoneDegradation
 from datamodules.io import find_images
 from mobile2dslr.errors import DatasetLayoutError, UserError
@@ -105,6 +111,7 @@ class DIV2KDataModule(pl.LightningDataModule):
                 raise DatasetLayoutError(f"{train[0][0]}: the only image cannot be split into training and validation")
             count = min(self.val_count, len(train) - 1)
             train, val = train[:-count], train[-count:]
+        val = drop_unreadable(val, lambda item: (item[0],), "validation")
         self.train_images, self.train_names = [p for p, _ in train], [n for _, n in train]
         self.val_images, self.val_names = [p for p, _ in val], [n for _, n in val]
 

@@ -117,7 +117,10 @@ def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, quality: 
     if bit_depth not in (8, 16) or (bit_depth == 16 and suffix not in {".png", *_TIFF_EXTENSIONS}):
         raise UserError(f"{path}: bit_depth={bit_depth} is not supported for {suffix} (8, or 16 for PNG/TIFF)")
     scale, dtype = (65535, np.uint16) if bit_depth == 16 else (255, np.uint8)
-    pixels = np.rint(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * scale).astype(dtype)
+    # float32 in place: a 50 MP photo would need 1.2 GB per float64 copy
+    pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    pixels *= scale
+    pixels = np.rint(pixels, out=pixels).astype(dtype)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # A hidden name in the same folder: same filesystem for os.replace, skipped by find_images.

@@ -15,6 +15,7 @@ from datamodules.datasets import (
     PairedImageDataset,
     PairedPatchDataset,
     check_loader_args,
+    drop_unreadable,
     hold_out,
     make_loader,
 )
@@ -138,6 +139,7 @@ class PairedDataModule(pl.LightningDataModule):
             else:
                 train, val = hold_out(train, self.val_fraction, self.root)
             full_size = None
+        val = drop_unreadable(val, lambda pair: (pair.lq, pair.hq), "validation")
         self.train_pairs, self.val_pairs = train, val
         if self.predict_dir is not None or (full_size is not None and full_size.is_dir()):
             folder = self.predict_dir or full_size

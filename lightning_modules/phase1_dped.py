@@ -76,19 +76,15 @@ class DPEDPlus(pl.LightningModule):
 
     def _init_from(self, path: str) -> None:
         state = load_state_dict_file(path)
-        nets = {"generator": self.generator, "discriminator": self.discriminator}
-        parts = {name: {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")} for name in nets}
-        if not parts["generator"]:
-            raise WeightsError(f"{path}: holds no generator weights (keys 'generator.*')")
-        for name, net in nets.items():
-            try:
-                net.load_state_dict(parts[name])
-            except RuntimeError as err:
-                if name == "generator":
-                    first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-                    raise WeightsError(f"{path}: its generator does not fit this generator's config ({first})") from None
-                # A discriminator of another patch size (or none at all) just starts fresh.
-                rank_zero_warn(f"{path}: discriminator weights not used ({len(parts[name])} tensors do not fit)")
+        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
+            part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
+            problem = _mismatch(net.state_dict(), part)
+            if problem is None:
+                net.load_state_dict(part)
+            elif name == "generator":
+                raise WeightsError(f"{path}: its generator does not fit this generator's config ({problem})")
+            else:  # another patch size, or none at all: the discriminator starts fresh
+                rank_zero_warn(f"{path}: discriminator weights not used ({problem})")
 
     def enhancer(self) -> nn.Module:
         """The network ``mobile2dslr enhance`` runs: the generator."""
@@ -197,3 +193,17 @@ class DPEDPlus(pl.LightningModule):
                 f"{data_patch}x{data_patch}: set --model.discriminator.patch_size {data_patch}"
             )
 
+
+def _mismatch(own: dict, given: dict) -> Optional[str]:
+    """Why ``given`` cannot load into a net whose state dict is ``own`` (None if it can)."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    shapes = [k for k in given if k in own and given[k].shape != own[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]} {tuple(given[shapes[0]].shape)} vs {tuple(own[shapes[0]].shape)}")
+    return "; ".join(parts) or None

@@ -2,6 +2,7 @@
 
 import importlib
 from pathlib import Path
+from typing import Optional
 
 import pytorch_lightning as pl
 from torch import nn
@@ -13,15 +14,8 @@ from .errors import WeightsError
 __all__ = ["load_phase", "load_enhancer"]
 
 
-def load_phase(path: str) -> pl.LightningModule:
-    """Rebuild the LightningModule a checkpoint was written by, on the CPU.
-
-    Checkpoints made by ``mobile2dslr fit`` or ``import-dped`` record their model class
-    and its config (``_class_path``), so no config file is needed.
-
-    Raises:
-        WeightsError: missing, unreadable, or not a mobile2dslr checkpoint (one line).
-    """
+def _checkpoint_class(path: str) -> type:
+    """The LightningModule class a checkpoint records (``_class_path``), imported."""
     file = Path(path)
     checkpoint = read_torch_file(path)
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
@@ -33,13 +27,25 @@ def load_phase(path: str) -> pl.LightningModule:
         )
     module_name, _, class_name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
         raise WeightsError(f"{file}: its model class {class_path} does not exist in this version") from None
+
+
+def load_phase(path: str, cls: Optional[type] = None) -> pl.LightningModule:
+    """Rebuild the LightningModule a checkpoint was written by, on the CPU.
+
+    Checkpoints made by ``mobile2dslr fit`` or ``import-dped`` record their model class
+    and its config (``_class_path``), so no config file is needed.
+
+    Raises:
+        WeightsError: missing, unreadable, or not a mobile2dslr checkpoint (one line).
+    """
+    cls = cls or _checkpoint_class(path)
     try:
-        return cls.load_from_checkpoint(file, map_location="cpu")
+        return cls.load_from_checkpoint(path, map_location="cpu")
     except (RuntimeError, KeyError, TypeError) as err:
-        raise WeightsError(f"{file}: cannot rebuild {class_name} from it ({str(err).splitlines()[0]})") from None
+        raise WeightsError(f"{path}: cannot rebuild {cls.__name__} from it ({str(err).splitlines()[0]})") from None
 
 
 def load_enhancer(path: str) -> nn.Module:
@@ -48,10 +54,10 @@ def load_enhancer(path: str) -> nn.Module:
     Raises:
         WeightsError: the checkpoint's phase does not enhance images (e.g. a recommender).
     """
-    module = load_phase(path)
-    if not hasattr(module, "enhancer"):
+    cls = _checkpoint_class(path)
+    if not hasattr(cls, "enhancer"):
         raise WeightsError(
-            f"{path}: a {type(module).__name__} checkpoint does not enhance images; "
+            f"{path}: a {cls.__name__} checkpoint does not enhance images; "
             "pass a phase checkpoint that does (e.g. MPSE phase 1, DPEDPlus)"
         )
-    return module.enhancer().eval()
+    return load_phase(path, cls).enhancer().eval()

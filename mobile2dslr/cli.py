@@ -81,6 +81,15 @@ def run_lightning(argv: list[str]):
             # command line (items of trainer.callbacks cannot be addressed one by one).
             parser.add_lightning_class_args(LRHalving, "lr_halving")
 
+        def after_fit(self) -> None:
+            # ModelCheckpoint writes last.ckpt only every N steps or validations: make it the
+            # final state, so a run stopped by max_steps continues exactly with a larger one.
+            for callback in self.trainer.checkpoint_callbacks:
+                if callback.save_last and callback.dirpath and not self.trainer.interrupted:
+                    last = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+                    if getattr(callback, "_last_global_step_saved", -1) != self.trainer.global_step or not last.exists():
+                        self.trainer.save_checkpoint(last)
+
     os.environ.setdefault("WANDB_SILENT", "true")
     # Frozen feature extractors (VGG) stay in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -118,19 +127,49 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     command = argv[0]
     try:
-        if command in LIGHTNING_COMMANDS:
-            run_lightning(argv)
-        elif command in COMMANDS:
-            run_command(command, argv[1:])
-        else:
-            print(f"mobile2dslr: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-            sys.exit(2)
+        try:
+            if command in LIGHTNING_COMMANDS:
+                run_lightning(argv)
+            elif command in COMMANDS:
+                run_command(command, argv[1:])
+            else:
+                print(f"mobile2dslr: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+                sys.exit(2)
+        except ValueError as err:
+            # jsonargparse reports a UserError raised while it builds a class as a ValueError
+            # listing every Union member it tried: show the user's message alone.
+            raise _user_error_in(err) or err
     except UserError as err:
-        print(f"mobile2dslr: error: {err}", file=sys.stderr)
+        print(f"mobile2dslr: error: {_one_line(err)}", file=sys.stderr)
         sys.exit(2)
     except FloatingPointError as err:
-        print(f"mobile2dslr: training stopped: {err}", file=sys.stderr)
+        print(f"mobile2dslr: training stopped: {_one_line(err)}", file=sys.stderr)
         sys.exit(3)
+    except OSError as err:
+        if err.filename is None:
+            raise  # not about a file the user can do something about: a bug, show it whole
+        print(f"mobile2dslr: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _user_error_in(err: BaseException) -> Optional[UserError]:
+    """The UserError that caused ``err``, following ``__cause__``/``__context__``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _one_line(err: Exception) -> str:
+    """The user's message, also when a DataLoader worker wrapped it in its traceback."""
+    text = str(err)
+    if "Original Traceback" in text:  # re-raised by torch in the main process
+        last = text.strip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.startswith(("mobile2dslr.errors.", "FloatingPointError")) else last
+    return " ".join(text.split("\n")).strip()
 
 
 if __name__ == "__main__":

@@ -37,3 +37,17 @@ class TinyPairs(pl.LightningDataModule):
 
     test_dataloader = val_dataloader
     predict_dataloader = val_dataloader
+
+
+class NaNPairs(TinyPairs):
+    """TinyPairs whose targets turn to NaN from the ``nan_from``-th training batch on."""
+
+    def __init__(self, nan_from: int = 3, patch_size: int = 32, batch_size: int = 2):
+        super().__init__(patch_size=patch_size, batch_size=batch_size)
+        self.nan_from = nan_from
+
+    def train_dataloader(self):
+        for index, batch in enumerate(super().train_dataloader()):
+            if index + 1 >= self.nan_from:
+                batch["hq"] = torch.full_like(batch["hq"], float("nan"))
+            yield batch

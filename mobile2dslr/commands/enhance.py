@@ -17,6 +17,9 @@ from ..tiling import TiledEnhancer
 
 __all__ = ["enhance", "plan_outputs"]
 
+#: Smallest side enhance accepts: instance norm needs more than one pixel.
+MIN_SIDE = 2
+
 
 def _output_name(relative: Path) -> Path:
     # Keep the name and format; camera RAW cannot be written, so it becomes a 16-bit TIFF.
@@ -117,6 +120,8 @@ def enhance(
     for src, dst in tqdm(todo, unit="img", disable=len(todo) == 1 and not sys.stderr.isatty()):
         try:
             image = read_image(src)
+            if min(image.shape[:2]) < MIN_SIDE:
+                raise UserError(f"{src}: {image.shape[1]}x{image.shape[0]} px is too small to enhance (at least {MIN_SIDE}x{MIN_SIDE})")
             tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(torch_device)
             cores = runner.tiles_for(*tensor.shape[-2:])
             with tqdm(total=len(cores), unit="tile", leave=False, disable=len(cores) == 1) as bar:
@@ -133,6 +138,9 @@ def enhance(
             tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
         except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge photo
             failures.append(f"{src}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} (try a smaller --tile)")
+            tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
+        except Exception as err:  # one odd file must not end a batch of thousands
+            failures.append(f"{src}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
             tqdm.write(f"failed: {failures[-1]}", file=sys.stderr)
     seconds = time.perf_counter() - started
     written = len(todo) - len(failures)
