@@ -91,3 +91,20 @@ def test_wrong_generator_checkpoint_for_fine_tuning(tmp_path, enhancer_ckpt, cap
     code, err = run(capsys, "fit", "--config", "configs/mpse/phase1_dped.yaml", "--model.init_from", str(enhancer_ckpt), *TINY)
     # phase1_dped's generator is separable: the official (dense) weights do not fit it
     assert code == 2 and "does not fit this generator's config" in one_error_line(err)
+
+
+def test_error_inside_a_dataloader_worker_is_still_one_line(tmp_path, capsys):
+    from zoo import bad_files
+
+    bad = bad_files(tmp_path / "zoo")
+    for side in ("lq", "hq"):
+        (tmp_path / "data" / side).mkdir(parents=True)
+        for name in bad:
+            shutil.copy(tmp_path / "zoo" / name, tmp_path / "data" / side / name)
+    paired(tmp_path / "val", lq=("1",), hq=("1",))
+    code, err = run(capsys, "fit", "--config", "configs/mpse/phase1_dped.yaml", "--data", "configs/data/lol.yaml",
+                    "--data.root", str(tmp_path / "data"), "--data.lq_dir", "lq", "--data.hq_dir", "hq",
+                    "--data.val_root", str(tmp_path / "val"), "--data.num_workers", "1", *TINY)
+    line = one_error_line(err)
+    assert code == 2 and line.startswith("mobile2dslr: error:") and "none of the 4 training images can be read" in line
+    assert "Original Traceback" not in err
