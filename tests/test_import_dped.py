@@ -10,7 +10,7 @@ from datamodules import read_image
 from lightning_modules import DPEDPlus
 from lightning_modules.nets import DPEDGenerator
 from mobile2dslr.checkpoints import load_enhancer
-from mobile2dslr.cli import main, resolve_config_paths, run_lightning
+from mobile2dslr.cli import resolve_config_paths, run_lightning
 from mobile2dslr.commands.import_dped import import_dped, read_dped_variables
 from mobile2dslr.errors import UserError, WeightsError
 

@@ -72,7 +72,8 @@ def test_training_batches_form_from_awkward_files_and_skip_broken_ones(tmp_path,
 
 def test_validation_split_drops_broken_files_at_setup(tmp_path, caplog):
     zoo = tmp_path / "zoo"
-    good, bad = good_files(zoo), bad_files(zoo)
+    good_files(zoo)
+    bad_files(zoo)
     paired_tree(tmp_path / "data", ["plain.png", "gray.jpg"])
     paired_tree(tmp_path / "val", ["rgba.png", "cut_png.png", "text.jpg"])
     data = PairedDataModule(str(tmp_path / "data"), layout="folders", val_root=str(tmp_path / "val"), num_workers=0)
