@@ -38,10 +38,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The slow tests include reading the official TensorFlow DPED checkpoints: the `tf` extra.
+# The slow tests include reading the official TensorFlow DPED checkpoints (the `tf` extra)
+# and the TFLite segmentation model (the `litert` extra).
 TF_STAMP := $(VENV)/.installed-tf
 $(TF_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,tf]'
+	$(BIN)/pip install -q -e '.[dev,tf,litert]'
 	touch $(TF_STAMP)
 
 test-all: $(TF_STAMP)

@@ -3,9 +3,12 @@
 import warnings
 
 from .phase1_dped import DPEDPlus
+from .phase2_style import SemanticStyleRefinement
+from .recommender import ReferenceRecommender
+from .style_objective import StyleObjective
 
 # LightningCLI stores nets given as init arguments as their config (class_path), so
 # checkpoints reload them; Lightning's advice to exclude them does not apply here.
 warnings.filterwarnings("ignore", message=r"Attribute '.*' is an instance of `nn.Module`")
 
-__all__ = ["DPEDPlus"]
+__all__ = ["DPEDPlus", "ReferenceRecommender", "SemanticStyleRefinement", "StyleObjective"]

@@ -12,7 +12,7 @@ from mobile2dslr.errors import UserError, WeightsError
 from .hparams import nets_without_config
 from .losses import ColorLoss, TextureLoss, TVLoss, VGGContentLoss, discriminator_loss, to_dped_gray
 from .nets import DPEDDiscriminator, DPEDGenerator
-from .nets.pretrained import load_state_dict_file
+from .nets.pretrained import load_state_dict_file, state_dict_mismatch
 
 __all__ = ["DPEDPlus"]
 
@@ -78,7 +78,7 @@ class DPEDPlus(pl.LightningModule):
         state = load_state_dict_file(path)
         for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
             part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
-            problem = _mismatch(net.state_dict(), part)
+            problem = state_dict_mismatch(net.state_dict(), part)
             if problem is None:
                 net.load_state_dict(part)
             elif name == "generator":
@@ -193,17 +193,3 @@ class DPEDPlus(pl.LightningModule):
                 f"{data_patch}x{data_patch}: set --model.discriminator.patch_size {data_patch}"
             )
 
-
-def _mismatch(own: dict, given: dict) -> Optional[str]:
-    """Why ``given`` cannot load into a net whose state dict is ``own`` (None if it can)."""
-    missing = [k for k in own if k not in given]
-    unexpected = [k for k in given if k not in own]
-    shapes = [k for k in given if k in own and given[k].shape != own[k].shape]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} tensors missing, e.g. {missing[0]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
-    if shapes:
-        parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]} {tuple(given[shapes[0]].shape)} vs {tuple(own[shapes[0]].shape)}")
-    return "; ".join(parts) or None

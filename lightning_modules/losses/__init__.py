@@ -2,7 +2,10 @@
 
 from .color_loss import ColorLoss, color_loss, dped_gauss_kernel
 from .content_loss import PixelContentLoss, VGGContentLoss, feature_mse, pixel_content_loss
+from .matting_loss import MattingLoss, matting_laplacian, matting_loss
+from .style_loss import RegionStyleLoss, masked_gram, region_areas, region_style_terms, region_weights, style_loss
 from .texture_loss import TextureLoss, discriminator_loss, texture_loss, to_dped_gray
+from .triplet_loss import TripletLoss, triplet_loss
 from .tv_loss import TVLoss, tv_loss
 
 __all__ = [
@@ -10,4 +13,7 @@ __all__ = [
     "PixelContentLoss", "VGGContentLoss", "feature_mse", "pixel_content_loss",
     "TextureLoss", "discriminator_loss", "texture_loss", "to_dped_gray",
     "TVLoss", "tv_loss",
+    "TripletLoss", "triplet_loss",
+    "MattingLoss", "matting_laplacian", "matting_loss",
+    "RegionStyleLoss", "masked_gram", "region_areas", "region_style_terms", "region_weights", "style_loss",
 ]

@@ -19,7 +19,7 @@ from mobile2dslr.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cache_dir", "cached_state_dict", "package_file", "warn_random_weights", "load_state_dict_file", "read_torch_file"]
+__all__ = ["cache_dir", "cached_state_dict", "package_file", "warn_random_weights", "load_state_dict_file", "read_torch_file", "state_dict_mismatch"]
 
 
 def cache_dir() -> Path:
@@ -98,3 +98,18 @@ def warn_random_weights(what: str, reason: str) -> None:
     )
     log.warning(message)
     warnings.warn(f"{what}: random weights ({reason})", RuntimeWarning, stacklevel=3)
+
+
+def state_dict_mismatch(own: dict, given: dict) -> Optional[str]:
+    """Why ``given`` cannot load into a net whose state dict is ``own`` (None if it can)."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    shapes = [k for k in given if k in own and given[k].shape != own[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape, e.g. {shapes[0]} {tuple(given[shapes[0]].shape)} vs {tuple(own[shapes[0]].shape)}")
+    return "; ".join(parts) or None

@@ -3,7 +3,7 @@
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
@@ -15,7 +15,7 @@ from ..devices import Precision, pick_autocast_dtype, pick_device
 from ..errors import UserError
 from ..tiling import TiledEnhancer
 
-__all__ = ["enhance", "plan_outputs"]
+__all__ = ["enhance", "plan_outputs", "pending_outputs", "process_images"]
 
 #: Smallest side enhance accepts: instance norm needs more than one pixel.
 MIN_SIDE = 2
@@ -57,6 +57,15 @@ def plan_outputs(source: Path, target: Path) -> list[tuple[Path, Path]]:
             f"({len(clashes)} file(s)); choose another output folder"
         )
     return pairs
+
+
+def pending_outputs(input: str, output: str, overwrite: bool) -> tuple[list[tuple[Path, Path]], int]:
+    """The (input, output) pairs still to do, and how many are skipped because they exist."""
+    pairs = plan_outputs(Path(input), Path(output))
+    todo = [(src, dst) for src, dst in pairs if overwrite or not dst.exists()]
+    if not todo:
+        print(f"nothing to do: all {len(pairs)} outputs exist in {output} (--overwrite to redo them)")
+    return todo, len(pairs) - len(todo)
 
 
 def enhance(
@@ -101,11 +110,8 @@ def enhance(
     Returns:
         0 when every image was written or skipped, 1 when any failed.
     """
-    pairs = plan_outputs(Path(input), Path(output))
-    todo = [(src, dst) for src, dst in pairs if overwrite or not dst.exists()]
-    skipped = len(pairs) - len(todo)
+    todo, skipped = pending_outputs(input, output, overwrite)
     if not todo:
-        print(f"nothing to do: all {len(pairs)} outputs exist in {output} (--overwrite to redo them)")
         return 0
     torch_device = pick_device(device)
     net = load_enhancer(ckpt).to(torch_device)
@@ -115,6 +121,34 @@ def enhance(
     )
     dtype = "bf16" if runner.autocast_dtype == torch.bfloat16 else "fp32"
     print(f"enhancing {len(todo)} image(s) on {torch_device} ({dtype}) with {ckpt}" + (f"; skipping {skipped} done" if skipped else ""))
+
+    def run(tensor: torch.Tensor, source: Path) -> torch.Tensor:
+        cores = runner.tiles_for(*tensor.shape[-2:])
+        with tqdm(total=len(cores), unit="tile", leave=False, disable=len(cores) == 1) as bar:
+            return runner(tensor, progress=lambda done: bar.update(done - bar.n))
+
+    return process_images(todo, run, torch_device, output, jpeg_quality)
+
+
+def process_images(
+    todo: list[tuple[Path, Path]],
+    process: Callable[[torch.Tensor, Path], torch.Tensor],
+    device: torch.device,
+    output: str,
+    jpeg_quality: int = 95,
+) -> int:
+    """Read, process and write each (input, output) pair; a failing file never stops the rest.
+
+    Args:
+        todo: the pairs to do (from :func:`plan_outputs`, existing outputs removed).
+        process: maps a (1, 3, H, W) image in [0, 1] on ``device`` and its source path to the result.
+        device: where images go before ``process``.
+        output: the output location, for the summary line.
+        jpeg_quality: quality of JPEG outputs.
+
+    Returns:
+        0 when every image was written, 1 when any failed (each reported in one line).
+    """
     failures: list[str] = []
     megapixels, started = 0.0, time.perf_counter()
     for src, dst in tqdm(todo, unit="img", disable=len(todo) == 1 and not sys.stderr.isatty()):
@@ -122,11 +156,8 @@ def enhance(
             image = read_image(src)
             if min(image.shape[:2]) < MIN_SIDE:
                 raise UserError(f"{src}: {image.shape[1]}x{image.shape[0]} px is too small to enhance (at least {MIN_SIDE}x{MIN_SIDE})")
-            tensor = torch.from_numpy(image).permute(2, 0, 1)[None].to(torch_device)
-            cores = runner.tiles_for(*tensor.shape[-2:])
-            with tqdm(total=len(cores), unit="tile", leave=False, disable=len(cores) == 1) as bar:
-                result = runner(tensor, progress=lambda done: bar.update(done - bar.n))
-            pixels = result[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            result = process(torch.from_numpy(image).permute(2, 0, 1)[None].to(device), src)
+            pixels = result[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
             write_image(dst, pixels, bit_depth=stored_bit_depth(src) if dst.suffix.lower() in (".png", ".tif", ".tiff") else 8,
                         quality=jpeg_quality)
             megapixels += image.shape[0] * image.shape[1] / 1e6
