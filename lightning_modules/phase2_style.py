@@ -73,8 +73,6 @@ class SemanticStyleRefinement(pl.LightningModule):
         self.register_buffer("has_content_generator", torch.tensor(False))
         if init_from:
             self._init_from(init_from)
-        else:
-            log.warning("SemanticStyleRefinement: no init_from: the refiner starts random and the content image is the phone photo")
 
     def _init_from(self, path: str) -> None:
         state = load_state_dict_file(path)
@@ -88,6 +86,10 @@ class SemanticStyleRefinement(pl.LightningModule):
         self.refiner.load_state_dict(part)
         self.content_generator.load_state_dict(part)
         self.has_content_generator.fill_(True)
+
+    def on_fit_start(self) -> None:
+        if not bool(self.has_content_generator):
+            log.warning("SemanticStyleRefinement: no init_from: the refiner starts random and the content image is the phone photo")
 
     @property
     def iteration(self) -> int:

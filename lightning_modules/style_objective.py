@@ -17,7 +17,7 @@ from torch import nn
 
 from .losses.content_loss import feature_mse
 from .losses.matting_loss import matting_laplacian, matting_loss
-from .losses.style_loss import region_style_terms, region_weights, style_loss
+from .losses.style_loss import region_grams, region_style_terms, region_weights, style_loss
 from .losses.tv_loss import tv_loss
 from .nets.vgg import VGG19Features
 from .segmentation import RegionMap, Segmenter, default_segmenter
@@ -33,7 +33,8 @@ class StyleContext:
     """What the objective needs about a batch of content images and references."""
 
     content_features: torch.Tensor  # (B, C, h, w) at the content layer
-    reference_features: dict[str, torch.Tensor]  # style layers + the pooled layer
+    reference_features: dict[str, torch.Tensor]  # the pooled layer
+    reference_grams: dict[str, torch.Tensor]  # (B, R, C, C) masked Grams of R per style layer
     content_masks: torch.Tensor  # (B, R, H, W) soft region masks of C (stand-in for O's)
     reference_masks: torch.Tensor  # (B, R, H', W')
     area: torch.Tensor  # (B, R) region areas α_r of C, fractions of the image
@@ -114,11 +115,14 @@ class StyleObjective(nn.Module):
         laplacians = [
             matting_laplacian(guide, eps=self.matting_eps, radius=self.matting_radius).to(content.device) for guide in guides
         ]
+        reference_features = self.vgg(reference)
+        reference_masks = reference_masks.to(content.device)
         return StyleContext(
             content_features=self.vgg(content)[self.content_layer],
-            reference_features=self.vgg(reference),
+            reference_features={POOLED_LAYER: reference_features[POOLED_LAYER]},
+            reference_grams=region_grams({name: reference_features[name] for name in self.style_layers}, reference_masks),
             content_masks=content_masks.to(content.device),
-            reference_masks=reference_masks.to(content.device),
+            reference_masks=reference_masks,
             area=content_masks.mean(dim=(2, 3)).to(content.device),
             laplacians=laplacians,
         )
@@ -132,8 +136,9 @@ class StyleObjective(nn.Module):
         """
         features = self.vgg(output)
         out_style = {name: features[name] for name in self.style_layers}
-        ref_style = {name: context.reference_features[name] for name in self.style_layers}
-        terms, valid = region_style_terms(out_style, ref_style, context.content_masks, context.reference_masks)
+        terms, valid = region_style_terms(
+            out_style, None, context.content_masks, context.reference_masks, ref_grams=context.reference_grams
+        )
         weights = region_weights(lambda_head(features[POOLED_LAYER], context.reference_features[POOLED_LAYER]), context.area, valid)
         raw = {
             "content": feature_mse(features[self.content_layer], context.content_features),

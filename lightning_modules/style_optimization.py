@@ -62,7 +62,7 @@ def optimize_style(
     objective: StyleObjective,
     lambda_head: nn.Module,
     steps: int = 200,
-    lr: float = 0.01,
+    lr: float = 0.004,
     lambda_lr: float = 1e-3,
     working_side: int = 768,
     progress: bool = True,
@@ -75,7 +75,7 @@ def optimize_style(
         objective: The losses and weights (the phase-2 module's ``objective``).
         lambda_head: The Λ head to start from (copied; the phase-2 module's, trained or not).
         steps: Optimisation steps; even steps update the image, odd steps the Λ head.
-        lr: Adam learning rate of the image (pixels in [0, 1]).
+        lr: Adam learning rate of the image (pixels in [0, 1]; DPST's 1.0 in 0-255 units).
         lambda_lr: Adam learning rate of the Λ head.
         working_side: Long side of the working resolution.
         progress: Show a progress bar.
@@ -93,11 +93,13 @@ def optimize_style(
     image_optimizer = torch.optim.Adam([output], lr=lr)
     head_optimizer = torch.optim.Adam(head.parameters(), lr=lambda_lr)
     for step in tqdm(range(steps), desc="optimize style", disable=not progress, leave=False):
-        raw, _ = objective(output, context, head)
+        image_step = step % 2 == 0
+        # A head step needs no gradient through VGG: the image is held fixed.
+        raw, _ = objective(output if image_step else output.detach(), context, head)
         loss = objective.total(raw)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"optimize step {step + 1}: style loss is {loss.item()}; stopping")
-        optimizer = image_optimizer if step % 2 == 0 else head_optimizer
+        optimizer = image_optimizer if image_step else head_optimizer
         image_optimizer.zero_grad()
         head_optimizer.zero_grad()
         loss.backward()

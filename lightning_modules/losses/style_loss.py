@@ -8,21 +8,33 @@ and R (see :func:`region_weights` and :class:`~lightning_modules.nets.LambdaHead
 """
 
 from collections.abc import Mapping
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["masked_gram", "region_areas", "region_style_terms", "region_weights", "style_loss", "RegionStyleLoss"]
+__all__ = ["masked_gram", "region_areas", "region_grams", "region_style_terms", "region_weights", "style_loss", "RegionStyleLoss"]
 
 
 def _masked_grams(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Masked Grams of features (B, C, h, w) for masks (B, R, h, w): (B, R, C, C)."""
+    """Masked Grams of features (B, C, h, w) for masks (B, R, h, w): (B, R, C, C).
+
+    Each region's Gram only visits the pixels where its mask is non-zero: segmentation
+    masks barely overlap, so the cost is about that of one Gram, not R of them, and no
+    (B, R, C, h, w) product is ever held in memory.
+    """
     _, c, h, w = features.shape
-    masked = features.unsqueeze(1) * masks.unsqueeze(2)  # (B, R, C, h, w)
-    masked = masked.flatten(3)
-    gram = masked @ masked.transpose(-1, -2)
-    mean = masks.flatten(2).mean(-1)  # (B, R)
+    flat = features.flatten(2)  # (B, C, hw)
+    weights = masks.flatten(2).to(features.dtype)  # (B, R, hw)
+    grams = []
+    for sample, sample_weights in zip(flat, weights):
+        for mask in sample_weights:
+            where = mask.nonzero().squeeze(1)
+            masked = sample[:, where] * mask[where]
+            grams.append(masked @ masked.T)
+    gram = torch.stack(grams).view(*weights.shape[:2], c, c)
+    mean = weights.mean(-1)  # (B, R)
     mean = torch.where(mean > 0, mean, torch.ones_like(mean))  # empty mask: Gram is 0 anyway
     return gram / (c * h * w * mean)[..., None, None]
 
@@ -76,10 +88,11 @@ def region_areas(masks: torch.Tensor) -> torch.Tensor:
 
 def region_style_terms(
     out_feats: Mapping[str, torch.Tensor],
-    ref_feats: Mapping[str, torch.Tensor],
+    ref_feats: Optional[Mapping[str, torch.Tensor]],
     out_masks: torch.Tensor,
     ref_masks: torch.Tensor,
     min_area: float = 1e-3,
+    ref_grams: Optional[Mapping[str, torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer, per-region style terms mean_{C×C} (G_O − G_R)² and the regions' validity.
 
@@ -92,10 +105,13 @@ def region_style_terms(
 
     Args:
         out_feats: layer name → (B, C_l, h_l, w_l) features of the output O.
-        ref_feats: the same layers for the reference R, (B, C_l, h'_l, w'_l).
+        ref_feats: the same layers for the reference R, (B, C_l, h'_l, w'_l); may be None
+            when ``ref_grams`` is given.
         out_masks: (B, R, H, W) soft region masks of O (at image resolution).
         ref_masks: (B, R, H', W') soft masks of R, the same regions in the same order.
         min_area: smallest mean mask value (fraction of pixels) for a region to count.
+        ref_grams: R's masked Grams per layer, (B, R, C_l, C_l), from :func:`region_grams`:
+            a fixed reference's Grams computed once instead of at every call.
 
     Returns:
         ``terms`` (B, L, R) and ``valid`` (B, R), bool.
@@ -107,9 +123,11 @@ def region_style_terms(
         >>> terms.tolist(), valid.tolist()
         ([[[0.0]], [[0.0]]], [[True], [True]])
     """
-    if list(out_feats) != list(ref_feats) or not out_feats:
+    reference = ref_grams if ref_grams is not None else ref_feats
+    if reference is None or list(out_feats) != list(reference) or not out_feats:
         raise ValueError(
-            f"region_style_terms expects the same layers for O and R, got {list(out_feats)} and {list(ref_feats)}"
+            f"region_style_terms expects the same layers for O and R, got {list(out_feats)} and "
+            f"{None if reference is None else list(reference)}"
         )
     if out_masks.ndim != 4 or ref_masks.ndim != 4 or out_masks.shape[:2] != ref_masks.shape[:2]:
         raise ValueError(
@@ -120,18 +138,34 @@ def region_style_terms(
     valid = (region_areas(out_masks) > min_area) & (region_areas(ref_masks) > min_area)
     terms = []
     for name, out_f in out_feats.items():
-        ref_f = ref_feats[name]
-        if out_f.ndim != 4 or ref_f.ndim != 4 or out_f.shape[:2] != ref_f.shape[:2] or out_f.shape[0] != batch:
+        ref_f = reference[name]
+        ref_channels = ref_f.shape[-1] if ref_grams is not None else ref_f.shape[1]
+        if out_f.ndim != 4 or ref_f.ndim != 4 or out_f.shape[1] != ref_channels or (out_f.shape[0], ref_f.shape[0]) != (batch, batch):
             raise ValueError(
                 f"region_style_terms: layer {name!r} needs (B, C, h, w) features with B={batch} and one C for "
                 f"O and R, got {tuple(out_f.shape)} and {tuple(ref_f.shape)}"
             )
-        out_m = F.adaptive_avg_pool2d(out_masks.to(out_f.dtype), out_f.shape[-2:])
-        ref_m = F.adaptive_avg_pool2d(ref_masks.to(ref_f.dtype), ref_f.shape[-2:])
-        diff = _masked_grams(out_f, out_m) - _masked_grams(ref_f, ref_m)  # (B, R, C, C)
+        ref_gram = ref_f if ref_grams is not None else _layer_grams(ref_f, ref_masks)
+        diff = _layer_grams(out_f, out_masks) - ref_gram  # (B, R, C, C)
         terms.append(diff.pow(2).mean((-1, -2)))
     terms = torch.stack(terms, dim=1)  # (B, L, R)
     return terms * valid.unsqueeze(1).to(terms.dtype), valid
+
+
+def _layer_grams(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    # Masks at image resolution → the layer's size by area averaging (they stay soft).
+    return _masked_grams(features, F.adaptive_avg_pool2d(masks.to(features.dtype), features.shape[-2:]))
+
+
+def region_grams(feats: Mapping[str, torch.Tensor], masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Masked Grams (B, R, C_l, C_l) of every layer, for soft masks (B, R, H, W) at image size.
+
+    Example:
+        >>> grams = region_grams({"relu1_1": torch.ones(1, 2, 4, 4)}, torch.ones(1, 3, 8, 8))
+        >>> tuple(grams["relu1_1"].shape), round(float(grams["relu1_1"][0, 0, 0, 0]), 4)  # 16 / (2·16·1)
+        ((1, 3, 2, 2), 0.5)
+    """
+    return {name: _layer_grams(features, masks) for name, features in feats.items()}
 
 
 def region_weights(logits: torch.Tensor, area: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

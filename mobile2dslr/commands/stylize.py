@@ -27,7 +27,10 @@ def stylize(
     gallery: Optional[str] = None,
     recommender: Optional[str] = None,
     steps: int = 200,
+    lr: float = 0.004,
     working_side: int = 768,
+    style_weight: Optional[float] = None,
+    matting_weight: Optional[float] = None,
     tile: int = 512,
     precision: Precision = "auto",
     device: str = "auto",
@@ -56,6 +59,10 @@ def stylize(
         gallery: optimize: a folder of professional photos to pick each photo's reference from.
         recommender: optimize: the recommender checkpoint that ranks ``gallery``.
         steps: optimize: optimisation steps per photo (image and Λ head alternately).
+        lr: optimize: Adam learning rate of the pixels (DPST: 1 in 0-255 units).
+        style_weight: optimize: override the checkpoint's style weight Γ (lower keeps
+            the photo more photographic; DPST's ratio is 100).
+        matting_weight: optimize: override the checkpoint's Matting Laplacian weight λ.
         working_side: optimize: long side of the working resolution.
         tile: tile side for the networks at full size.
         precision: ``auto``, ``fp32`` or ``bf16`` for the networks (the optimisation runs in fp32).
@@ -79,6 +86,9 @@ def stylize(
     module = load_phase(ckpt)
     if not hasattr(module, "objective") or not hasattr(module, "content"):
         raise WeightsError(f"{ckpt}: a {type(module).__name__} checkpoint cannot optimise style; pass a phase-2 checkpoint")
+    for name, value in (("style", style_weight), ("matting", matting_weight)):
+        if value is not None:
+            module.objective.weights[name] = value
     torch_device = pick_device(device)
     module = module.to(torch_device).eval()
     phase1 = TiledEnhancer(module.content_generator, tile=tile, autocast_dtype=pick_autocast_dtype(precision, torch_device))
@@ -98,7 +108,8 @@ def stylize(
             if not best:
                 raise UserError(f"{gallery}: no usable reference in the gallery")
             style = _tensor(best[0][0], torch_device)
-        return optimize_style(content, style, module.objective, module.lambda_head, steps=steps, working_side=working_side)
+        return optimize_style(content, style, module.objective, module.lambda_head, steps=steps, lr=lr,
+                              working_side=working_side)
 
     print(f"optimizing {len(todo)} image(s) on {torch_device}, {steps} steps at long side {working_side}"
           + (f"; skipping {skipped} done" if skipped else ""))
