@@ -7,10 +7,11 @@ PYTEST_ARGS ?=
 STAMP_NOW := $(shell date +%Y%m%d-%H%M%S)
 RUN    ?= outputs/demo/$(STAMP_NOW)
 
-.PHONY: install demo test test-all bench clean help
+.PHONY: install demo train-mpse test test-all bench clean help
 
 help:
 	@echo "make demo      train MPSE phase 1 on the embedded demo photos (CPU, ~10 min) and write a report"
+	@echo "make train-mpse  MPSE phase 1 -> recommender -> phase 2 (DATA=root with dped/ and upr/{lq,hq}/; none: demo photos)"
 	@echo "make test      install if needed, then the default test suite (CI runs this)"
 	@echo "make test-all  the whole suite, slow tests included"
 	@echo "make bench     training speed of phase 1 (seconds per iteration) on this machine"
@@ -34,6 +35,45 @@ demo: $(STAMP)
 	$(BIN)/mobile2dslr test --config configs/mpse/demo_phase1.yaml \
 	    --trainer.default_root_dir $(RUN) --trainer.logger false \
 	    --ckpt_path "$$(find $(RUN) -name last.ckpt | head -n 1)"
+
+# MPSE training chain: phase 1 (DPED+) -> reference recommender -> phase 2 (style refinement),
+# each phase picking up the previous one's checkpoint. DATA is a folder holding dped/ (any
+# layout PairedDataModule reads) and upr/lq/ + upr/hq/ (phone and professional photos);
+# without DATA every phase runs on the embedded demo photos (CPU, ~15 min). GPUS=N trains
+# phases 1 and 2 with DDP on N GPUs.
+MPSE_RUN ?= outputs/mpse/$(STAMP_NOW)
+ifdef DATA
+PHASE1_ARGS := --config configs/mpse/phase1_dped.yaml --data configs/data/dped.yaml --data.root $(DATA)/dped
+RECOMMENDER_ARGS := --config configs/mpse/recommender.yaml --data.gallery $(DATA)/upr/hq --data.image_size 224 \
+	--model.candidates 60 --model.positives 10 --model.negatives 50
+PHASE2_ARGS = --config configs/mpse/phase2_style.yaml --data.root $(DATA)/upr --data.references $(MPSE_RUN)/references.csv
+else
+PHASE1_ARGS := --config configs/mpse/demo_phase1.yaml
+RECOMMENDER_ARGS := --config configs/mpse/recommender.yaml
+PHASE2_ARGS = --config configs/mpse/demo_phase2.yaml
+endif
+ifdef GPUS
+GPU_ARGS := --trainer.accelerator gpu --trainer.devices $(GPUS) --trainer.sync_batchnorm true
+PHASE1_GPU := $(GPU_ARGS) --trainer.strategy ddp_find_unused_parameters_true
+PHASE2_GPU := $(GPU_ARGS) --trainer.strategy ddp
+endif
+last_ckpt = $$(find $(1) -name last.ckpt | head -n 1)
+
+train-mpse: $(STAMP)
+	@echo "== train-mpse 1/3: phase 1 (DPED+) -> $(MPSE_RUN)/phase1"
+	$(BIN)/mobile2dslr fit $(PHASE1_ARGS) $(PHASE1_GPU) \
+	    --trainer.default_root_dir $(MPSE_RUN)/phase1 --trainer.logger.init_args.save_dir $(MPSE_RUN)/phase1
+	@echo "== train-mpse 2/3: reference recommender -> $(MPSE_RUN)/recommender"
+	$(BIN)/mobile2dslr fit $(RECOMMENDER_ARGS) \
+	    --trainer.default_root_dir $(MPSE_RUN)/recommender --trainer.logger.init_args.save_dir $(MPSE_RUN)/recommender
+ifdef DATA
+	$(BIN)/mobile2dslr recommend $(DATA)/upr/lq $(DATA)/upr/hq --ckpt "$(call last_ckpt,$(MPSE_RUN)/recommender)" \
+	    --k 5 --csv $(MPSE_RUN)/references.csv > $(MPSE_RUN)/references.txt
+endif
+	@echo "== train-mpse 3/3: phase 2 (semantic style refinement) -> $(MPSE_RUN)/phase2"
+	$(BIN)/mobile2dslr fit $(PHASE2_ARGS) $(PHASE2_GPU) --model.init_from "$(call last_ckpt,$(MPSE_RUN)/phase1)" \
+	    --trainer.default_root_dir $(MPSE_RUN)/phase2 --trainer.logger.init_args.save_dir $(MPSE_RUN)/phase2
+	@echo "== train-mpse: done. Enhance with: .venv/bin/mobile2dslr enhance IN OUT --ckpt $(call last_ckpt,$(MPSE_RUN)/phase2)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

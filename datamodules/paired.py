@@ -151,6 +151,24 @@ class PairedDataModule(pl.LightningDataModule):
             self.predict_paths = [pair.lq for pair in val]
             self.predict_names = [pair.name for pair in val]
 
+    def all_pairs(self) -> list[ImagePair]:
+        """Every pair the layout finds under ``root``, for evaluation: no split, nothing decoded.
+
+        DPED: its ``test_data/patches`` when present, else the training pairs; the other
+        layouts: all their pairs. Naturally sorted by name.
+
+        Raises:
+            DatasetLayoutError: ``root`` does not hold the layout (the message names it).
+        """
+        layout = self._detect(self.root)
+        if layout != "dped":
+            return self._read_pairs(self.root, layout)
+        base = self._dped_base(self.root)
+        patches = base / "test_data" / "patches"
+        if (patches / self.phone).is_dir() and (patches / "canon").is_dir():
+            return self._match_folders(patches / self.phone, patches / "canon")
+        return self._match_folders(base / "training_data" / self.phone, base / "training_data" / "canon")
+
     def train_dataloader(self) -> DataLoader:
         """Random ``patch_size`` patches of random pairs, identical crop/flip for LQ and HQ."""
         dataset = PairedPatchDataset(self.train_pairs, self.patch_size, self.samples_per_epoch)

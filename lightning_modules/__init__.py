@@ -4,6 +4,7 @@ import warnings
 
 from .phase1_dped import DPEDPlus
 from .phase2_style import SemanticStyleRefinement
+from .phase3_postprocess import RegionalEqualization, gamma_correct, is_dark, region_strength, rmshe
 from .recommender import ReferenceRecommender
 from .style_objective import StyleObjective
 
@@ -11,4 +12,7 @@ from .style_objective import StyleObjective
 # checkpoints reload them; Lightning's advice to exclude them does not apply here.
 warnings.filterwarnings("ignore", message=r"Attribute '.*' is an instance of `nn.Module`")
 
-__all__ = ["DPEDPlus", "ReferenceRecommender", "SemanticStyleRefinement", "StyleObjective"]
+__all__ = [
+    "DPEDPlus", "ReferenceRecommender", "SemanticStyleRefinement", "StyleObjective",
+    "RegionalEqualization", "gamma_correct", "is_dark", "region_strength", "rmshe",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,8 @@ def optimize_style(
     lambda_lr: float = 1e-3,
     working_side: int = 768,
     progress: bool = True,
-) -> torch.Tensor:
+    return_weights: bool = False,
+) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Restyle one content image after a reference by optimising the image itself.
 
     Args:
@@ -79,9 +81,11 @@ def optimize_style(
         lambda_lr: Adam learning rate of the Λ head.
         working_side: Long side of the working resolution.
         progress: Show a progress bar.
+        return_weights: Also return the final Λ (1, L, R) of the optimised image (phase 3
+            uses it for its per-region strength).
 
     Returns:
-        The restyled image (1, 3, H, W) in [0, 1].
+        The restyled image (1, 3, H, W) in [0, 1] (and Λ with ``return_weights``).
     """
     if content.ndim != 4 or content.shape[0] != 1 or reference.ndim != 4 or reference.shape[0] != 1:
         raise ValueError(f"optimize_style takes one image at a time, got {tuple(content.shape)} and {tuple(reference.shape)}")
@@ -107,6 +111,10 @@ def optimize_style(
         with torch.no_grad():
             output.clamp_(0, 1)
     result = output.detach()
-    if result.shape[-2:] == content.shape[-2:]:
+    if result.shape[-2:] != content.shape[-2:]:
+        result = guided_upsample(content, content_small, result).clamp(0, 1)
+    if not return_weights:
         return result
-    return guided_upsample(content, content_small, result).clamp(0, 1)
+    with torch.no_grad():
+        _, weights = objective(output.detach(), context, head)
+    return result, weights

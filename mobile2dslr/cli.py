@@ -20,7 +20,6 @@ COMMANDS = {
     "enhance": "mobile2dslr.commands.enhance:enhance",
     "import-dped": "mobile2dslr.commands.import_dped:import_dped",
     "recommend": "mobile2dslr.commands.recommend:recommend",
-    "stylize": "mobile2dslr.commands.stylize:stylize",
 }
 
 USAGE = """usage: mobile2dslr COMMAND [options]
@@ -33,9 +32,9 @@ Train and run the phases (LightningCLI; `mobile2dslr COMMAND --help` lists every
 
 Use trained models:
   enhance     enhance a photo or a folder:  mobile2dslr enhance IN OUT --ckpt model.ckpt
+              (phase 2: [--mode optimize --reference R.jpg | --gallery PRO/]; phase 3: --postprocess on|off)
   import-dped official DPED weights → phase-1 checkpoint: mobile2dslr import-dped SOURCE OUT.ckpt
   recommend   style references from a gallery:  mobile2dslr recommend PHOTO_OR_DIR GALLERY [--ckpt recommender.ckpt] [--csv refs.csv]
-  stylize     phase-2 style refinement:  mobile2dslr stylize IN OUT --ckpt phase2.ckpt [--mode optimize --reference R.jpg]
 
 Configs are YAML files naming classes by class_path; override any value on the
 command line (--model.lr 1e-4, --trainer.max_steps 200, --data configs/data/dped.yaml).

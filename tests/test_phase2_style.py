@@ -105,7 +105,7 @@ def test_config_fits_on_demo_data_and_its_checkpoint_enhances(tmp_path: Path) ->
     assert isinstance(refiner, DPEDGenerator) and refiner(torch.rand(1, 3, 24, 24)).shape == (1, 3, 24, 24)
 
 
-def test_stylize_optimize_writes_full_size_outputs_and_refuses_ambiguous_references(tmp_path: Path, shared_dir: Path) -> None:
+def test_enhance_optimize_mode_writes_full_size_outputs_and_needs_a_reference(tmp_path: Path, shared_dir: Path) -> None:
     torch.manual_seed(4)
     phase1 = DPEDPlus(generator=_tiny_generator()).eval()
     torch.save({"state_dict": phase1.state_dict()}, tmp_path / "phase1.ckpt")
@@ -121,12 +121,13 @@ def test_stylize_optimize_writes_full_size_outputs_and_refuses_ambiguous_referen
     data = shared_dir / "data/dped/iphone/training_data"
     (photos / "a.png").write_bytes((data / "iphone/0.png").read_bytes())
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
-    args = ["stylize", str(photos), str(tmp_path / "out"), "--ckpt", checkpoint, "--mode", "optimize", "--steps", "4", "--working_side", "48"]
+    args = ["enhance", str(photos), str(tmp_path / "out"), "--ckpt", checkpoint, "--mode", "optimize", "--steps", "4",
+            "--working_side", "48", "--postprocess", "off"]
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--reference", str(data / "canon/3.png")])
     assert exit_info.value.code == 1  # broken.jpg failed, a.png was written
     out = read_image(tmp_path / "out" / "a.png")
     assert out.shape == (100, 100, 3) and not (tmp_path / "out" / "broken.jpg").exists()
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--overwrite", "true"])  # neither --reference nor --gallery
+        main([*args, "--overwrite", "true"])  # no --reference or --gallery
     assert exit_info.value.code == 2

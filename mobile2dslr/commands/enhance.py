@@ -3,17 +3,17 @@
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import torch
 from tqdm import tqdm
 
 from datamodules.io import IMAGE_EXTENSIONS, RAW_EXTENSIONS, find_images, read_image, stored_bit_depth, write_image
 
-from ..checkpoints import load_enhancer
 from ..devices import Precision, pick_autocast_dtype, pick_device
 from ..errors import UserError
-from ..tiling import TiledEnhancer
+
+Switch = Literal["auto", "on", "off"]
 
 __all__ = ["enhance", "plan_outputs", "pending_outputs", "process_images"]
 
@@ -73,6 +73,20 @@ def enhance(
     output: str,
     *,
     ckpt: str,
+    mode: Literal["feedforward", "optimize"] = "feedforward",
+    postprocess: Switch = "auto",
+    gamma: Switch = "auto",
+    equalize: bool = True,
+    depth: int = 2,
+    smooth: float = 0.01,
+    reference: Optional[str] = None,
+    gallery: Optional[str] = None,
+    recommender: Optional[str] = None,
+    steps: int = 200,
+    lr: float = 0.004,
+    working_side: int = 768,
+    style_weight: Optional[float] = None,
+    matting_weight: Optional[float] = None,
     tile: int = 512,
     halo: Optional[int] = None,
     precision: Precision = "auto",
@@ -81,26 +95,46 @@ def enhance(
     overwrite: bool = False,
     jpeg_quality: int = 95,
 ) -> int:
-    """Enhance a photo, or every photo in a folder, with a trained checkpoint.
+    """Enhance a photo, or every photo in a folder, with the MPSE chain of a checkpoint.
 
-    Any size is fine: large photos run as overlapping tiles with blended seams
-    (instance-norm nets get whole-image statistics, so tiles match the untiled result).
-    Outputs keep the input's relative path, name, format and bit depth (camera RAW
-    becomes a 16-bit TIFF); each is written atomically, never over an input. Outputs
-    that already exist are skipped, so an interrupted run resumes where it stopped.
-    A file that cannot be read is reported in one line and the others go on; the exit
+    The chain: phase 1 (a phase-1 checkpoint) or the phase-2 refiner (a phase-2
+    checkpoint; ``--mode optimize`` restyles each photo after a reference instead), then
+    phase 3 (regional histogram equalisation + gamma; on by default for phase-2
+    checkpoints). Any size is fine: large photos run as overlapping tiles with blended
+    seams (instance-norm nets get whole-image statistics, so tiles match the untiled
+    result). Outputs keep the input's relative path, name, format and bit depth (camera
+    RAW becomes a 16-bit TIFF); each is written atomically, never over an input. Outputs
+    that already exist are skipped, so an interrupted run resumes where it stopped. A
+    file that cannot be read is reported in one line and the others go on; the exit
     status is 1 when any file failed.
 
     Args:
         input: an image file or a folder of images (searched recursively; jpg, png,
             tiff, webp, bmp, camera RAW; 8/16-bit, grayscale, RGBA, EXIF orientation).
         output: output folder (or an output file when ``input`` is one file).
-        ckpt: checkpoint of a phase that enhances images (``mobile2dslr fit`` or
-            ``mobile2dslr import-dped``).
+        ckpt: checkpoint of a phase that enhances images (``mobile2dslr fit`` of phase 1
+            or 2, or ``mobile2dslr import-dped``).
+        mode: phase 2: ``feedforward`` (one pass of the refiner) or ``optimize`` (per
+            photo, the thesis's mode; needs ``--reference`` or ``--gallery``).
+        postprocess: phase 3: ``auto`` (on for phase-2 checkpoints), ``on`` or ``off``.
+        gamma: phase 3's gamma 1/2.2: ``auto`` (dark photos only), ``on`` or ``off``.
+        equalize: phase 3's per-region RMSHE of luminance.
+        depth: RMSHE recursion depth (2^depth sub-histograms).
+        smooth: phase 3: guided-filter radius of the luminance change, a fraction of the
+            long side (region seams follow edges, no noise amplification; 0: exact RMSHE).
+        reference: a style reference for every photo (optimize; with phase 3 it also sets
+            the per-region strengths from the Λ head).
+        gallery: a folder of professional photos: each photo's best match is its reference.
+        recommender: a ReferenceRecommender checkpoint that ranks ``gallery``.
+        steps: optimize: steps per photo (image and Λ head alternately).
+        lr: optimize: Adam learning rate of the pixels.
+        working_side: optimize: long side of the working resolution.
+        style_weight: optimize: override the checkpoint's style weight (lower: more photographic).
+        matting_weight: optimize: override the checkpoint's Matting Laplacian weight.
         tile: side of a tile's core in pixels; larger photos are tiled.
         halo: context pixels around each tile (default: the net's receptive field + blend).
         precision: ``auto`` (bf16 where the device computes it fast, else fp32), ``fp32``
-            or ``bf16``.
+            or ``bf16``, for the networks.
         device: ``auto`` (a CUDA GPU when present), ``cpu``, ``cuda``, ``cuda:1``...
         max_untiled_megapixels: instance-norm nets run untiled up to this size (exact,
             and cheaper than tiling with whole-image statistics).
@@ -113,19 +147,21 @@ def enhance(
     todo, skipped = pending_outputs(input, output, overwrite)
     if not todo:
         return 0
+    from ..pipeline import MPSEPipeline  # the phases' modules load only when there is work
+
     torch_device = pick_device(device)
-    net = load_enhancer(ckpt).to(torch_device)
-    runner = TiledEnhancer(
-        net, tile=tile, halo=halo, max_untiled_pixels=int(max_untiled_megapixels * 1e6),
-        autocast_dtype=pick_autocast_dtype(precision, torch_device),
+    pipeline = MPSEPipeline(
+        ckpt, torch_device, autocast_dtype=pick_autocast_dtype(precision, torch_device), tile=tile, halo=halo,
+        max_untiled_pixels=int(max_untiled_megapixels * 1e6), mode=mode, reference=reference, gallery=gallery,
+        recommender=recommender, steps=steps, lr=lr, working_side=working_side, style_weight=style_weight,
+        matting_weight=matting_weight, postprocess=postprocess, gamma=gamma, equalize=equalize, depth=depth, smooth=smooth,
     )
-    dtype = "bf16" if runner.autocast_dtype == torch.bfloat16 else "fp32"
-    print(f"enhancing {len(todo)} image(s) on {torch_device} ({dtype}) with {ckpt}" + (f"; skipping {skipped} done" if skipped else ""))
+    print(f"enhancing {len(todo)} image(s): {pipeline.describe()}, with {ckpt}" + (f"; skipping {skipped} done" if skipped else ""))
 
     def run(tensor: torch.Tensor, source: Path) -> torch.Tensor:
-        cores = runner.tiles_for(*tensor.shape[-2:])
-        with tqdm(total=len(cores), unit="tile", leave=False, disable=len(cores) == 1) as bar:
-            return runner(tensor, progress=lambda done: bar.update(done - bar.n))
+        tiles = pipeline.tiles_for(*tensor.shape[-2:])
+        with tqdm(total=tiles, unit="tile", leave=False, disable=tiles == 1) as bar:
+            return pipeline(tensor, source, progress=lambda done: bar.update(done - bar.n))
 
     return process_images(todo, run, torch_device, output, jpeg_quality)
 
