@@ -10,7 +10,7 @@ RUN    ?= outputs/demo/$(STAMP_NOW)
 .PHONY: install demo train-mpse test test-all bench clean help
 
 help:
-	@echo "make demo      train MPSE phase 1 on the embedded demo photos (CPU, ~10 min) and write a report"
+	@echo "make demo      train the MPSE phases on the embedded demo photos (CPU, ~15 min), enhance and evaluate held-out photos"
 	@echo "make train-mpse  MPSE phase 1 -> recommender -> phase 2 (DATA=root with dped/ and upr/{lq,hq}/; none: demo photos)"
 	@echo "make test      install if needed, then the default test suite (CI runs this)"
 	@echo "make test-all  the whole suite, slow tests included"
@@ -28,13 +28,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "== make demo: training DPED+ on the embedded demo photos -> $(RUN)"
-	$(BIN)/mobile2dslr fit --config configs/mpse/demo_phase1.yaml \
-	    --trainer.default_root_dir $(RUN) --trainer.logger.init_args.save_dir $(RUN)
-	@echo "== make demo: enhancing the held-out photos and writing $(RUN)/report"
+	@echo "== make demo: the MPSE training chain on the embedded demo photos -> $(RUN)"
+	$(MAKE) --no-print-directory train-mpse MPSE_RUN=$(RUN) DATA= GPUS=
+	@echo "== make demo: phase-1 report on the held-out photos -> $(RUN)/phase1/report"
 	$(BIN)/mobile2dslr test --config configs/mpse/demo_phase1.yaml \
-	    --trainer.default_root_dir $(RUN) --trainer.logger false \
-	    --ckpt_path "$$(find $(RUN) -name last.ckpt | head -n 1)"
+	    --trainer.default_root_dir $(RUN)/phase1 --trainer.logger false \
+	    --ckpt_path "$(call last_ckpt,$(RUN)/phase1)"
+	@echo "== make demo: every phase against the baselines on the held-out photos -> $(RUN)/evaluate"
+	$(BIN)/python -c "from datamodules.demo import export_heldout; export_heldout('$(RUN)/heldout')"
+	$(BIN)/mobile2dslr evaluate $(RUN)/heldout $(RUN)/evaluate --layout folders --crop 0 \
+	    --ckpt "phase1=$(call last_ckpt,$(RUN)/phase1)" --ckpt+ "mpse=$(call last_ckpt,$(RUN)/phase2)"
+	@echo "== make demo: done. Reports: $(RUN)/phase1/report/report.md and $(RUN)/evaluate/report.html"
 
 # MPSE training chain: phase 1 (DPED+) -> reference recommender -> phase 2 (style refinement),
 # each phase picking up the previous one's checkpoint. DATA is a folder holding dped/ (any

@@ -18,7 +18,7 @@ from .image_grid import side_by_side
 __all__ = ["EnhancementReport"]
 
 
-def _scores(image: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+def psnr_ssim(image: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
     image, target = image[None].float().clamp(0, 1), target[None].float()
     psnr = peak_signal_noise_ratio(image, target, data_range=1.0, dim=(1, 2, 3))
     ssim = structural_similarity_index_measure(image, target, data_range=1.0)
@@ -57,8 +57,8 @@ class EnhancementReport(Callback):
         names = outputs.get("name") or [f"image{len(self.rows) + i}" for i in range(len(outputs["output"]))]
         for i, name in enumerate(names):
             lq, out, hq = outputs["lq"][i], outputs["output"][i], outputs["hq"][i]
-            psnr_in, ssim_in = _scores(lq, hq)
-            psnr_out, ssim_out = _scores(out, hq)
+            psnr_in, ssim_in = psnr_ssim(lq, hq)
+            psnr_out, ssim_out = psnr_ssim(out, hq)
             self.rows.append(
                 {"image": str(name), "psnr_input": psnr_in, "psnr_output": psnr_out, "ssim_input": ssim_in, "ssim_output": ssim_out}
             )

@@ -121,3 +121,19 @@ class DemoDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """Same as the validation loader (items also carry ``hq``)."""
         return self.val_dataloader()
+
+
+def export_heldout(folder: str, val_scenes: tuple[str, ...] = ("chelsea", "coffee"), seed: int = 0) -> None:
+    """Write the held-out demo scenes as ``folder/lq/<name>.png`` (degraded) and ``folder/hq/<name>.png``.
+
+    The same images and degradation as :class:`DemoDataModule`'s validation set (image
+    ``i`` degraded with seed ``seed + i``), as files that ``mobile2dslr evaluate`` and
+    ``enhance`` read (``make demo`` uses them).
+    """
+    from datamodules.io import write_image
+
+    images = [image for scene in val_scenes for image in load_scene(scene)]
+    degradation = PhoneDegradation()
+    for index, (name, clean) in enumerate(images):
+        write_image(f"{folder}/hq/{name}.png", clean)
+        write_image(f"{folder}/lq/{name}.png", degradation.degrade(clean, seed=seed + index))

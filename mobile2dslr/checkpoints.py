@@ -11,10 +11,10 @@ from lightning_modules.nets.pretrained import read_torch_file
 
 from .errors import WeightsError
 
-__all__ = ["load_phase", "load_enhancer"]
+__all__ = ["checkpoint_class", "load_phase", "load_enhancer"]
 
 
-def _checkpoint_class(path: str) -> type:
+def checkpoint_class(path: str) -> type:
     """The LightningModule class a checkpoint records (``_class_path``), imported."""
     file = Path(path)
     checkpoint = read_torch_file(path)
@@ -41,7 +41,7 @@ def load_phase(path: str, cls: Optional[type] = None) -> pl.LightningModule:
     Raises:
         WeightsError: missing, unreadable, or not a mobile2dslr checkpoint (one line).
     """
-    cls = cls or _checkpoint_class(path)
+    cls = cls or checkpoint_class(path)
     try:
         return cls.load_from_checkpoint(path, map_location="cpu")
     except (RuntimeError, KeyError, TypeError) as err:
@@ -54,7 +54,7 @@ def load_enhancer(path: str) -> nn.Module:
     Raises:
         WeightsError: the checkpoint's phase does not enhance images (e.g. a recommender).
     """
-    cls = _checkpoint_class(path)
+    cls = checkpoint_class(path)
     if not hasattr(cls, "enhancer"):
         raise WeightsError(
             f"{path}: a {cls.__name__} checkpoint does not enhance images; "

@@ -20,6 +20,7 @@ COMMANDS = {
     "enhance": "mobile2dslr.commands.enhance:enhance",
     "import-dped": "mobile2dslr.commands.import_dped:import_dped",
     "recommend": "mobile2dslr.commands.recommend:recommend",
+    "evaluate": "mobile2dslr.commands.evaluate:evaluate",
 }
 
 USAGE = """usage: mobile2dslr COMMAND [options]
@@ -34,6 +35,7 @@ Use trained models:
   enhance     enhance a photo or a folder:  mobile2dslr enhance IN OUT --ckpt model.ckpt
               (phase 2: [--mode optimize --reference R.jpg | --gallery PRO/]; phase 3: --postprocess on|off)
   import-dped official DPED weights → phase-1 checkpoint: mobile2dslr import-dped SOURCE OUT.ckpt
+  evaluate    PSNR/SSIM/LPIPS vs input, HE, gamma:  mobile2dslr evaluate DATA OUT [--ckpt A.ckpt --ckpt+ name=B.ckpt]
   recommend   style references from a gallery:  mobile2dslr recommend PHOTO_OR_DIR GALLERY [--ckpt recommender.ckpt] [--csv refs.csv]
 
 Configs are YAML files naming classes by class_path; override any value on the

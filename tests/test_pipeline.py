@@ -84,3 +84,14 @@ def test_a_reference_sets_region_strengths_and_optimize_needs_phase2(checkpoints
         main(["enhance", str(photos), str(tmp_path / "x"), "--ckpt", str(checkpoints["phase1"]), "--mode", "optimize",
               "--reference", reference])
     assert exit_info.value.code == 2 and not (tmp_path / "x").exists()
+
+
+def test_evaluate_scores_a_phase2_checkpoint_with_and_without_phase3(checkpoints, shared_dir, tmp_path) -> None:
+    from mobile2dslr.commands.evaluate import evaluate
+
+    status = evaluate(str(shared_dir / "data/dped"), str(tmp_path / "eval"), ckpt=f"mpse={checkpoints['phase2']}",
+                      max_images=2, device="cpu")
+    assert status == 0
+    rows = (tmp_path / "eval" / "metrics.csv").read_text().splitlines()
+    methods = {row.split(",")[0] for row in rows[1:]}
+    assert {"input", "he", "gamma", "he+gamma", "mpse", "mpse+phase3"} <= methods

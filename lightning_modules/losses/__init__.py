@@ -2,6 +2,7 @@
 
 from .color_loss import ColorLoss, color_loss, dped_gauss_kernel
 from .content_loss import PixelContentLoss, VGGContentLoss, feature_mse, pixel_content_loss
+from .lpips import LPIPS, lpips_from_features
 from .matting_loss import MattingLoss, matting_laplacian, matting_loss
 from .style_loss import RegionStyleLoss, masked_gram, region_areas, region_style_terms, region_weights, style_loss
 from .texture_loss import TextureLoss, discriminator_loss, texture_loss, to_dped_gray
@@ -14,6 +15,7 @@ __all__ = [
     "TextureLoss", "discriminator_loss", "texture_loss", "to_dped_gray",
     "TVLoss", "tv_loss",
     "TripletLoss", "triplet_loss",
+    "LPIPS", "lpips_from_features",
     "MattingLoss", "matting_laplacian", "matting_loss",
     "RegionStyleLoss", "masked_gram", "region_areas", "region_style_terms", "region_weights", "style_loss",
 ]

@@ -8,15 +8,16 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from tqdm import tqdm
 
-from callbacks.enhancement_report import _scores as psnr_ssim
+from callbacks.enhancement_report import psnr_ssim
 from callbacks.image_grid import side_by_side
 from datamodules.datasets import ImagePair
 from datamodules.io import read_image, write_image
 from datamodules.paired import Layout, PairedDataModule
 from lightning_modules.losses.lpips import LPIPS, MIN_SIDE
 from lightning_modules.nets.dped_generator import equalize_luminance
+from lightning_modules.phase2_style import SemanticStyleRefinement
 
-from ..checkpoints import load_enhancer
+from ..checkpoints import checkpoint_class, load_enhancer
 from ..devices import Precision, pick_autocast_dtype, pick_device
 from ..errors import UserError
 from ..evaluation_report import METRICS, means_table, write_report
@@ -93,6 +94,11 @@ def checkpoint_methods(
             methods[name] = TiledEnhancer(net, tile=tile, autocast_dtype=dtype)
         except ValueError:  # not size-preserving conv by conv: run the whole image at once
             methods[name] = _whole_image(net, device, dtype)
+        if issubclass(checkpoint_class(str(path)), SemanticStyleRefinement):
+            # A phase-2 checkpoint also carries phase 3: score the whole MPSE chain too.
+            from ..pipeline import MPSEPipeline
+
+            methods[f"{name}+phase3"] = MPSEPipeline(str(path), device, autocast_dtype=dtype, tile=tile, postprocess="on")
     return methods
 
 
