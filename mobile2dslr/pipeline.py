@@ -18,7 +18,7 @@ from datamodules.io import read_image
 from lightning_modules.phase3_postprocess import RegionalEqualization, region_strength
 from lightning_modules.style_optimization import optimize_style, resize_long_side
 
-from .checkpoints import load_phase
+from .checkpoints import checkpoint_class, load_phase
 from .errors import UserError, WeightsError
 from .tiling import TiledEnhancer
 
@@ -78,10 +78,11 @@ class MPSEPipeline:
             raise UserError("give --reference FILE or --gallery FOLDER, not both")
         if steps < 1 or working_side < 16:
             raise UserError(f"--steps must be >= 1 and --working_side >= 16, got {steps} and {working_side}")
-        self.module = load_phase(ckpt).to(device).eval()
-        if not hasattr(self.module, "enhancer"):
-            raise WeightsError(f"{ckpt}: a {type(self.module).__name__} checkpoint does not enhance images; "
+        cls = checkpoint_class(ckpt)
+        if not hasattr(cls, "enhancer"):
+            raise WeightsError(f"{ckpt}: a {cls.__name__} checkpoint does not enhance images; "
                                "pass a phase-1 or phase-2 checkpoint")
+        self.module = load_phase(ckpt, cls).to(device).eval()
         self.phase2 = hasattr(self.module, "objective")
         if mode == "optimize" and not self.phase2:
             raise UserError(f"{ckpt}: --mode optimize needs a phase-2 checkpoint (configs/mpse/phase2_style.yaml)")

@@ -138,6 +138,11 @@ def test_imagenet_vgg16_puts_crops_of_one_photo_together():
         crops += pieces
         groups += [group] * len(pieces)
     images = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    # Random exposure and gamma per crop: colour statistics alone (what random filters
+    # measure) no longer match crops up, semantic features still do.
+    generator = torch.Generator().manual_seed(0)
+    gain = 0.4 + 1.2 * torch.rand(len(images), 1, 1, 1, generator=generator)
+    images = (images * gain).clamp(0, 1) ** (0.5 + torch.rand(len(images), 1, 1, 1, generator=generator))
     groups = torch.tensor(groups)
 
     def nearest_neighbour_accuracy(vgg):
@@ -146,7 +151,8 @@ def test_imagenet_vgg16_puts_crops_of_one_photo_together():
         return (groups[distance.argmin(1)] == groups).float().mean().item()
 
     imagenet = nearest_neighbour_accuracy(VGG16Features())
-    assert imagenet >= 0.9 and imagenet > nearest_neighbour_accuracy(VGG16Features(weights="random"))
+    torch.manual_seed(0)
+    assert imagenet >= 0.9 and imagenet > nearest_neighbour_accuracy(VGG16Features(weights="random")) + 0.2
 
 
 # --- data -------------------------------------------------------------------------------------
