@@ -46,6 +46,7 @@ demo: $(STAMP)
 # without DATA every phase runs on the embedded demo photos (CPU, ~15 min). GPUS=N trains
 # phases 1 and 2 with DDP on N GPUs.
 MPSE_RUN ?= outputs/mpse/$(STAMP_NOW)
+FIT_ARGS ?=   # appended to every phase's fit, e.g. FIT_ARGS="--trainer.max_steps 20" for a smoke run
 ifdef DATA
 PHASE1_ARGS := --config configs/mpse/phase1_dped.yaml --data configs/data/dped.yaml --data.root $(DATA)/dped
 RECOMMENDER_ARGS := --config configs/mpse/recommender.yaml --data.gallery $(DATA)/upr/hq --data.image_size 224 \
@@ -65,17 +66,17 @@ last_ckpt = $$(find $(1) -name last.ckpt | head -n 1)
 
 train-mpse: $(STAMP)
 	@echo "== train-mpse 1/3: phase 1 (DPED+) -> $(MPSE_RUN)/phase1"
-	$(BIN)/mobile2dslr fit $(PHASE1_ARGS) $(PHASE1_GPU) \
+	$(BIN)/mobile2dslr fit $(PHASE1_ARGS) $(PHASE1_GPU) $(FIT_ARGS) \
 	    --trainer.default_root_dir $(MPSE_RUN)/phase1 --trainer.logger.init_args.save_dir $(MPSE_RUN)/phase1
 	@echo "== train-mpse 2/3: reference recommender -> $(MPSE_RUN)/recommender"
-	$(BIN)/mobile2dslr fit $(RECOMMENDER_ARGS) \
+	$(BIN)/mobile2dslr fit $(RECOMMENDER_ARGS) $(FIT_ARGS) \
 	    --trainer.default_root_dir $(MPSE_RUN)/recommender --trainer.logger.init_args.save_dir $(MPSE_RUN)/recommender
 ifdef DATA
 	$(BIN)/mobile2dslr recommend $(DATA)/upr/lq $(DATA)/upr/hq --ckpt "$(call last_ckpt,$(MPSE_RUN)/recommender)" \
 	    --k 5 --csv $(MPSE_RUN)/references.csv > $(MPSE_RUN)/references.txt
 endif
 	@echo "== train-mpse 3/3: phase 2 (semantic style refinement) -> $(MPSE_RUN)/phase2"
-	$(BIN)/mobile2dslr fit $(PHASE2_ARGS) $(PHASE2_GPU) --model.init_from "$(call last_ckpt,$(MPSE_RUN)/phase1)" \
+	$(BIN)/mobile2dslr fit $(PHASE2_ARGS) $(PHASE2_GPU) $(FIT_ARGS) --model.init_from "$(call last_ckpt,$(MPSE_RUN)/phase1)" \
 	    --trainer.default_root_dir $(MPSE_RUN)/phase2 --trainer.logger.init_args.save_dir $(MPSE_RUN)/phase2
 	@echo "== train-mpse: done. Enhance with: .venv/bin/mobile2dslr enhance IN OUT --ckpt $(call last_ckpt,$(MPSE_RUN)/phase2)"
 
