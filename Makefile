@@ -58,9 +58,8 @@ RECOMMENDER_ARGS := --config configs/mpse/recommender.yaml
 PHASE2_ARGS = --config configs/mpse/demo_phase2.yaml
 endif
 ifdef GPUS
-GPU_ARGS := --trainer.accelerator gpu --trainer.devices $(GPUS) --trainer.sync_batchnorm true
-PHASE1_GPU := $(GPU_ARGS) --trainer.strategy ddp_find_unused_parameters_true
-PHASE2_GPU := $(GPU_ARGS) --trainer.strategy ddp
+PHASE1_GPU := --trainer configs/trainer/ddp.yaml --trainer.devices $(GPUS)
+PHASE2_GPU := --trainer configs/trainer/ddp.yaml --trainer.devices $(GPUS) --trainer.strategy ddp
 endif
 last_ckpt = $$(find $(1) -name last.ckpt | head -n 1)
 

@@ -140,3 +140,19 @@ def test_ddp_on_cpu_two_processes_end_identical(tmp_path):
             continue  # plain BatchNorm keeps per-process statistics (SyncBatchNorm is for GPUs)
         assert torch.equal(value, ranks[1]["state"][key]), key
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu", "ddp", "multinode"])
+def test_trainer_overlays_merge_into_a_phase_config(overlay, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/mpse/demo_phase1.yaml", "--trainer", f"configs/trainer/{overlay}.yaml", "--print_config"])
+    out = capsys.readouterr().out
+    assert "max_steps: 1200" in out and "WandbLogger" in out  # the phase's own trainer settings survive
+    assert ("accelerator: cpu" if overlay == "cpu" else "accelerator: gpu") in out
+    if overlay in ("ddp", "multinode"):
+        assert "strategy: ddp_find_unused_parameters_true" in out and "sync_batchnorm: true" in out
+
+
+def test_cpu_overlay_trains(tmp_path):
+    main(["fit", "--config", str(CONFIGS / "demo_phase1.yaml"), "--trainer", "configs/trainer/cpu.yaml", *TINY,
+          "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"])
