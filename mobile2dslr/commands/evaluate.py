@@ -16,6 +16,7 @@ from datamodules.paired import Layout, PairedDataModule
 from lightning_modules.losses.lpips import LPIPS, MIN_SIDE
 from lightning_modules.nets.dped_generator import equalize_luminance
 from lightning_modules.phase2_style import SemanticStyleRefinement
+from lightning_modules.phase3_postprocess import gamma_correct
 
 from ..checkpoints import checkpoint_class, load_enhancer
 from ..devices import Precision, pick_autocast_dtype, pick_device
@@ -23,15 +24,10 @@ from ..errors import UserError
 from ..evaluation_report import METRICS, means_table, write_report
 from ..tiling import TiledEnhancer
 
-__all__ = ["Evaluation", "Method", "baseline_methods", "checkpoint_methods", "evaluate", "evaluate_methods", "gamma_correct"]
+__all__ = ["Evaluation", "Method", "baseline_methods", "checkpoint_methods", "evaluate", "evaluate_methods"]
 
 #: An enhancement method: (1, 3, H, W) RGB in [0, 1] → (1, 3, H, W) RGB in [0, 1].
 Method = Callable[[torch.Tensor], torch.Tensor]
-
-
-def gamma_correct(image: torch.Tensor, gamma: float = 2.2) -> torch.Tensor:
-    """``x ** (1 / gamma)`` on RGB in [0, 1]: brightens the shadows, keeps black and white."""
-    return image.clamp(0, 1) ** (1.0 / gamma)
 
 
 def baseline_methods() -> dict[str, Method]:
