@@ -145,6 +145,25 @@ def write_image(path: PathLike, image: np.ndarray, bit_depth: int = 8, quality: 
         raise
 
 
+def write_file_atomic(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a hidden temporary file beside it, then a rename.
+
+    Readers never see a partial file, and a failed write leaves no temporary file behind.
+    The file gets the usual permissions (``0666`` minus the umask), like images.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp_name, 0o666 & ~_UMASK)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
 def stored_bit_depth(path: PathLike) -> int:
     """Bits per sample the file stores (16 for 16-bit PNG/TIFF and camera RAW, else 8).
 

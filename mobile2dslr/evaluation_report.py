@@ -1,17 +1,17 @@
 """Write an evaluation's results: ``metrics.csv``, ``means.csv``, ``report.md``, ``report.html``, ``bar_chart.png``.
 
-Every file is written atomically (a temporary file in the same folder, then
-:func:`os.replace`), so a reader never sees half a report.
+Every file is written atomically (:func:`datamodules.io.write_file_atomic`), so a reader
+never sees half a report.
 """
 
 import csv
 import html
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
+
+from datamodules.io import write_file_atomic
 
 __all__ = ["METRICS", "means_table", "write_report", "format_value"]
 
@@ -30,19 +30,6 @@ def _best(values: dict[str, float], higher: bool) -> set[str]:
         return set()
     top = max(values.values()) if higher else min(values.values())
     return {name for name, value in values.items() if value == top}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def means_table(means: dict[str, dict[str, float]], bold: str = "**") -> list[str]:
@@ -171,12 +158,12 @@ def write_report(
     writer = csv.DictWriter(text, fieldnames=["method", "image", "psnr", "ssim", "lpips"], lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: row[k] for k in writer.fieldnames} for row in rows)
-    _write_atomic(out / "metrics.csv", text.getvalue().encode())
+    write_file_atomic(out / "metrics.csv", text.getvalue().encode())
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["method", "psnr", "ssim", "lpips", "images"])
     writer.writerows([method, v["psnr"], v["ssim"], v["lpips"], int(v["images"])] for method, v in means.items())
-    _write_atomic(out / "means.csv", text.getvalue().encode())
-    _write_atomic(out / "report.md", _markdown(title, notes, means, rows, columns, strips, failures).encode())
-    _write_atomic(out / "report.html", _html(title, notes, means, rows, columns, strips, failures).encode())
-    _write_atomic(out / "bar_chart.png", _bar_chart(means))
+    write_file_atomic(out / "means.csv", text.getvalue().encode())
+    write_file_atomic(out / "report.md", _markdown(title, notes, means, rows, columns, strips, failures).encode())
+    write_file_atomic(out / "report.html", _html(title, notes, means, rows, columns, strips, failures).encode())
+    write_file_atomic(out / "bar_chart.png", _bar_chart(means))

@@ -1,13 +1,12 @@
 """``mobile2dslr recommend``: style references for photos from a gallery of professional photos."""
 
 import csv as csv_module
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
-from datamodules.io import IMAGE_EXTENSIONS, find_images
+from datamodules.io import IMAGE_EXTENSIONS, find_images, write_file_atomic
 
 from ..errors import UserError
 from ..gallery_index import GalleryIndex
@@ -27,17 +26,11 @@ def _queries(query: Path) -> list[tuple[Path, str]]:
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str, int, float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv_module.writer(handle)
-            writer.writerow(["image", "reference", "rank", "distance"])
-            writer.writerows((image, ref, rank, f"{distance:.6g}") for image, ref, rank, distance in rows)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv_module.writer(text)
+    writer.writerow(["image", "reference", "rank", "distance"])
+    writer.writerows((image, ref, rank, f"{distance:.6g}") for image, ref, rank, distance in rows)
+    write_file_atomic(path, text.getvalue().encode())
 
 
 def recommend(
