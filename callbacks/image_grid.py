@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from datamodules.io import write_image
 
-__all__ = ["ImageGridLogger", "side_by_side"]
+__all__ = ["ImageGridLogger", "side_by_side", "to_uint8"]
 
 
 def side_by_side(*images: torch.Tensor, max_side: Optional[int] = None) -> torch.Tensor:
@@ -32,8 +33,16 @@ def side_by_side(*images: torch.Tensor, max_side: Optional[int] = None) -> torch
     return strip
 
 
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] → (H, W, 3) uint8, rounded."""
+    return (image.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
 class ImageGridLogger(Callback):
     """After each validation, log ``input | output | target`` strips of the first images.
+
+    A ``validation_step`` may return its own panels instead (``{"panels": [(B, 3, H, W), ...],
+    "caption": "image | albedo | ..."}``), e.g. the intrinsic stages' albedo and shading.
 
     With a ``WandbLogger`` they go to wandb as ``val/images/<name>`` at the current iteration; without one they are written
     as PNGs under ``<log dir>/images/`` so CPU users without a dashboard see them too.
@@ -47,19 +56,25 @@ class ImageGridLogger(Callback):
         self.num_images = num_images
         self.max_side = max_side
         self._strips: list[tuple[str, torch.Tensor]] = []
+        self._caption = "input | output | target"
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._strips = []
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if trainer.sanity_checking or not isinstance(outputs, dict) or "output" not in outputs:
+        if trainer.sanity_checking or not isinstance(outputs, dict):
             return
-        names = outputs.get("name") or [f"sample{len(self._strips) + i}" for i in range(len(outputs["output"]))]
-        for i in range(outputs["output"].shape[0]):
+        if "panels" in outputs:
+            panels, self._caption = outputs["panels"], outputs.get("caption", "")
+        elif "output" in outputs:
+            panels = [outputs["lq"], outputs["output"]] + ([outputs["hq"]] if outputs.get("hq") is not None else [])
+        else:
+            return
+        names = outputs.get("name") or [f"sample{len(self._strips) + i}" for i in range(len(panels[0]))]
+        for i in range(panels[0].shape[0]):
             if len(self._strips) >= self.num_images:
                 return
-            images = [outputs["lq"][i], outputs["output"][i]] + ([outputs["hq"][i]] if outputs.get("hq") is not None else [])
-            self._strips.append((str(names[i]), side_by_side(*images, max_side=self.max_side)))
+            self._strips.append((str(names[i]), side_by_side(*(panel[i] for panel in panels), max_side=self.max_side)))
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -74,8 +89,8 @@ class ImageGridLogger(Callback):
             for name, strip in self._strips:  # one key per sample: wandb panels want one size
                 logger.log_image(
                     key=f"val/images/{name}",
-                    images=[strip],
-                    caption=[f"input | output | target, iteration {iteration}"],
+                    images=[to_uint8(strip)],  # wandb (0.31) takes array values as 0-255: floats in [0, 1] log black
+                    caption=[f"{self._caption}, iteration {iteration}"],
                     step=trainer.global_step,
                 )
         if folder is not None:
