@@ -53,8 +53,8 @@ def _load(source: ImageSource) -> np.ndarray:
     return read_image(source) if isinstance(source, Path) else source
 
 
-class _ItemCache:
-    """Keeps evaluation items in memory while their total size stays under a budget."""
+class ItemCache:
+    """Keeps decoded items (dicts of tensors or arrays) in memory while their total size stays under a budget."""
 
     def __init__(self, budget_bytes: int = CACHE_BYTES) -> None:
         self.budget_bytes = budget_bytes
@@ -65,14 +65,15 @@ class _ItemCache:
         return self.items.get(index)
 
     def put(self, index: int, item: Item) -> Item:
-        size = sum(v.numel() * v.element_size() for v in item.values() if isinstance(v, torch.Tensor))
+        size = sum(v.nbytes if isinstance(v, np.ndarray) else v.numel() * v.element_size()
+                   for v in item.values() if isinstance(v, (np.ndarray, torch.Tensor)))
         if self.used_bytes + size <= self.budget_bytes:
             self.items[index] = item
             self.used_bytes += size
         return item
 
 
-class _SkipUnreadable:
+class SkipUnreadable:
     """Draws a random item again when its file cannot be read, warning once per file.
 
     A training run over thousands of files should not die hours in because of one
@@ -133,7 +134,7 @@ class PairedPatchDataset(Dataset):
         self.pairs = list(pairs)
         self.samples_per_epoch = samples_per_epoch
         self.crop = training_crop(patch_size, paired=True)
-        self.skip = _SkipUnreadable(len(self.pairs), str(self.pairs[0].lq.parent) if self.pairs else "")
+        self.skip = SkipUnreadable(len(self.pairs), str(self.pairs[0].lq.parent) if self.pairs else "")
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -161,7 +162,7 @@ class PairedImageDataset(Dataset):
     def __init__(self, pairs: Sequence[ImagePair], crop: Optional[int] = None) -> None:
         self.pairs = list(pairs)
         self.crop = crop
-        self.cache = _ItemCache()
+        self.cache = ItemCache()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -220,7 +221,7 @@ class DegradedPatchDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.crop = training_crop(patch_size, paired=False)
         first = self.images[0] if self.images else None
-        self.skip = _SkipUnreadable(len(self.images), str(first.parent) if isinstance(first, Path) else "training images")
+        self.skip = SkipUnreadable(len(self.images), str(first.parent) if isinstance(first, Path) else "training images")
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -260,7 +261,7 @@ class DegradedImageDataset(Dataset):
         self.degradation = degradation
         self.seed = seed
         self.crop = crop
-        self.cache = _ItemCache()
+        self.cache = ItemCache()
 
     def __len__(self) -> int:
         return len(self.images)

@@ -20,7 +20,7 @@ from datamodules.degradations import PhoneDegradation
 from datamodules.io import find_images
 from mobile2dslr.errors import DatasetLayoutError, UserError
 
-_LAYOUT = "expected <root>/DIV2K_train_HR/0001.png... (and optionally <root>/DIV2K_valid_HR/0801.png...)"
+DIV2K_LAYOUT = "expected <root>/DIV2K_train_HR/0001.png... (and optionally <root>/DIV2K_valid_HR/0801.png...)"
 
 
 class DIV2KDataModule(pl.LightningDataModule):
@@ -74,7 +74,7 @@ class DIV2KDataModule(pl.LightningDataModule):
         if val_count < 1:
             raise UserError(f"DIV2KDataModule: val_count must be at least 1, got {val_count}")
         if root is None and not extra_hq_dirs:
-            raise DatasetLayoutError(f"DIV2KDataModule: no data: set root ({_LAYOUT}) or extra_hq_dirs")
+            raise DatasetLayoutError(f"DIV2KDataModule: no data: set root ({DIV2K_LAYOUT}) or extra_hq_dirs")
         self.root = Path(root) if root is not None else None
         self.extra_hq_dirs = [Path(folder) for folder in extra_hq_dirs]
         self.degradation = degradation
@@ -100,12 +100,12 @@ class DIV2KDataModule(pl.LightningDataModule):
         val: list[tuple[Path, str]] = []
         if self.root is not None:
             if not (self.root / "DIV2K_train_HR").is_dir():
-                raise DatasetLayoutError(f"DIV2K layout not found under {self.root}: {_LAYOUT}")
-            train += _named_images(self.root / "DIV2K_train_HR", prefix=False)
+                raise DatasetLayoutError(f"DIV2K layout not found under {self.root}: {DIV2K_LAYOUT}")
+            train += named_images(self.root / "DIV2K_train_HR", prefix=False)
             if (self.root / "DIV2K_valid_HR").is_dir():
-                val = _named_images(self.root / "DIV2K_valid_HR", prefix=False)
+                val = named_images(self.root / "DIV2K_valid_HR", prefix=False)
         for folder in self.extra_hq_dirs:
-            train += _named_images(folder, prefix=True)
+            train += named_images(folder, prefix=True)
         if not val:
             if len(train) < 2:
                 raise DatasetLayoutError(f"{train[0][0]}: the only image cannot be split into training and validation")
@@ -136,7 +136,8 @@ class DIV2KDataModule(pl.LightningDataModule):
         return self.val_dataloader()
 
 
-def _named_images(folder: Path, prefix: bool) -> list[tuple[Path, str]]:
+def named_images(folder: Path, prefix: bool) -> list[tuple[Path, str]]:
+    """The images of a folder (recursive) with their names: relative stems, ``<folder>/`` first with ``prefix``."""
     paths = find_images(folder)
     if not paths:
         raise DatasetLayoutError(f"{folder}: no images found")

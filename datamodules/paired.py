@@ -151,6 +151,17 @@ class PairedDataModule(pl.LightningDataModule):
             self.predict_paths = [pair.lq for pair in val]
             self.predict_names = [pair.name for pair in val]
 
+    def training_pairs(self) -> list[ImagePair]:
+        """The pairs training draws from, before any hold-out: DPED's ``training_data``, else all.
+
+        Nothing is decoded. Raises :class:`DatasetLayoutError` when ``root`` holds no layout.
+        """
+        layout = self._detect(self.root)
+        if layout != "dped":
+            return self._read_pairs(self.root, layout)
+        base = self._dped_base(self.root) / "training_data"
+        return self._match_folders(base / self.phone, base / "canon")
+
     def all_pairs(self) -> list[ImagePair]:
         """Every pair the layout finds under ``root``, for evaluation: no split, nothing decoded.
 

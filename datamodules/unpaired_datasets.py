@@ -16,7 +16,7 @@ import albumentations as A
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.datasets import ImageSource, Item, _ItemCache, _load, _SkipUnreadable
+from datamodules.datasets import ImageSource, Item, ItemCache, _load, SkipUnreadable
 from datamodules.transforms import apply_training_crop, center_crop, item_generators, to_tensor, training_crop
 from mobile2dslr.errors import DatasetLayoutError
 
@@ -110,8 +110,8 @@ class UnpairedPatchDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.max_side = max_side
         self.crop = training_crop(patch_size, paired=False)
-        self.skip_lq = _SkipUnreadable(len(self.lq), _where(self.lq, "phone photos"))
-        self.skip_ref = _SkipUnreadable(len(self.refs), _where(self.refs, "professional photos"))
+        self.skip_lq = SkipUnreadable(len(self.lq), _where(self.lq, "phone photos"))
+        self.skip_ref = SkipUnreadable(len(self.refs), _where(self.refs, "professional photos"))
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -171,7 +171,7 @@ class UnpairedImageDataset(Dataset):
         self.references = references
         self.crop, self.max_side, self.seed = crop, max_side, seed
         self.targets = list(targets) if targets is not None else None
-        self.cache = _ItemCache()
+        self.cache = ItemCache()
 
     def __len__(self) -> int:
         return len(self.lq)
