@@ -2,8 +2,12 @@
 
 from .color_loss import ColorLoss, color_loss, dped_gauss_kernel
 from .content_loss import PixelContentLoss, VGGContentLoss, feature_mse, pixel_content_loss
+from .intrinsic_loss import IntrinsicReconstructionLoss, ScaleInvariantMSE, lmse, reconstruction_terms, si_mse
 from .lpips import LPIPS, lpips_from_features
 from .matting_loss import MattingLoss, matting_laplacian, matting_loss
+from .stargan_loss import (
+    adversarial_d_loss, adversarial_g_loss, cycle_loss, gradient_penalty, masked_classification_loss,
+)
 from .style_loss import RegionStyleLoss, masked_gram, region_areas, region_style_terms, region_weights, style_loss
 from .texture_loss import TextureLoss, discriminator_loss, texture_loss, to_dped_gray
 from .triplet_loss import TripletLoss, triplet_loss
@@ -17,5 +21,7 @@ __all__ = [
     "TripletLoss", "triplet_loss",
     "LPIPS", "lpips_from_features",
     "MattingLoss", "matting_laplacian", "matting_loss",
+    "IntrinsicReconstructionLoss", "ScaleInvariantMSE", "lmse", "reconstruction_terms", "si_mse",
+    "adversarial_d_loss", "adversarial_g_loss", "cycle_loss", "gradient_penalty", "masked_classification_loss",
     "RegionStyleLoss", "masked_gram", "region_areas", "region_style_terms", "region_weights", "style_loss",
 ]
