@@ -2,6 +2,8 @@
 
 import warnings
 
+from .mdie_intrinsic import IntrinsicPretrain, IntrinsicSelfSupervised
+from .mdie_joint import MDIE
 from .phase1_dped import DPEDPlus
 from .phase2_style import SemanticStyleRefinement
 from .phase3_postprocess import RegionalEqualization, gamma_correct, is_dark, region_strength, rmshe
@@ -13,6 +15,7 @@ from .style_objective import StyleObjective
 warnings.filterwarnings("ignore", message=r"Attribute '.*' is an instance of `nn.Module`")
 
 __all__ = [
+    "IntrinsicPretrain", "IntrinsicSelfSupervised", "MDIE",
     "DPEDPlus", "ReferenceRecommender", "SemanticStyleRefinement", "StyleObjective",
     "RegionalEqualization", "gamma_correct", "is_dark", "region_strength", "rmshe",
 ]

@@ -4,15 +4,14 @@ from typing import Optional
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from mobile2dslr.errors import UserError, WeightsError
+from mobile2dslr.errors import UserError
 
 from .hparams import nets_without_config
+from .init_from import init_parts_from
 from .losses import ColorLoss, TextureLoss, TVLoss, VGGContentLoss, discriminator_loss, to_dped_gray
 from .nets import DPEDDiscriminator, DPEDGenerator
-from .nets.pretrained import load_state_dict_file, state_dict_mismatch
 
 __all__ = ["DPEDPlus"]
 
@@ -75,16 +74,8 @@ class DPEDPlus(pl.LightningModule):
             self._init_from(init_from)
 
     def _init_from(self, path: str) -> None:
-        state = load_state_dict_file(path)
-        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
-            part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
-            problem = state_dict_mismatch(net.state_dict(), part)
-            if problem is None:
-                net.load_state_dict(part)
-            elif name == "generator":
-                raise WeightsError(f"{path}: its generator does not fit this generator's config ({problem})")
-            else:  # another patch size, or none at all: the discriminator starts fresh
-                rank_zero_warn(f"{path}: discriminator weights not used ({problem})")
+        # The release of DPED has no discriminator: it then starts fresh, with a warning.
+        init_parts_from(path, {"generator": self.generator, "discriminator": self.discriminator}, required=["generator"])
 
     def enhancer(self) -> nn.Module:
         """The network ``mobile2dslr enhance`` runs: the generator."""

@@ -51,3 +51,27 @@ class NaNPairs(TinyPairs):
             if index + 1 >= self.nan_from:
                 batch["hq"] = torch.full_like(batch["hq"], float("nan"))
             yield batch
+
+
+class _Domains(Dataset):
+    """Items of the three MDIE datasets in turn: image, its own label bit and a one-hot mask."""
+
+    def __init__(self, hq: torch.Tensor, length: int):
+        self.hq, self.length = hq, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        image, dataset, quality = self.hq[index % len(self.hq)], index % 3, (index // 3) % 2
+        mask = torch.zeros(3)
+        mask[dataset] = 1
+        label = mask * quality
+        return {"image": image if quality else (image * 0.5) ** 1.2, "label": label, "mask": mask, "name": f"img{index}"}
+
+
+class TinyDomains(TinyPairs):
+    """TinyPairs whose training items carry MDIE's labels (``label``, one-hot ``mask``)."""
+
+    def train_dataloader(self):
+        return DataLoader(_Domains(self.hq, self.length), batch_size=self.batch_size, shuffle=False, drop_last=True)
