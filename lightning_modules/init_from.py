@@ -2,7 +2,7 @@
 
 from typing import Sequence
 
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from mobile2dslr.errors import WeightsError
@@ -37,6 +37,8 @@ def init_parts_from(path: str, parts: dict[str, nn.Module], required: Sequence[s
             loaded.append(name)
         elif name in required:
             raise WeightsError(f"{path}: its {name} does not fit this {name}'s config ({problem})")
-        else:  # e.g. another patch size, or a stage that has no such net
+        elif not part:  # an earlier stage without this net (or DPED's release, which has no discriminator)
+            rank_zero_info(f"{path}: has no {name}; the {name} starts from random weights")
+        else:  # e.g. a discriminator for another patch size
             rank_zero_warn(f"{path}: {name} weights not used ({problem})")
     return loaded

@@ -21,12 +21,14 @@ COMMANDS = {
     "import-dped": "mobile2dslr.commands.import_dped:import_dped",
     "recommend": "mobile2dslr.commands.recommend:recommend",
     "evaluate": "mobile2dslr.commands.evaluate:evaluate",
+    "export-dnd": "mobile2dslr.commands.export_dnd:export_dnd",
 }
 
 USAGE = """usage: mobile2dslr COMMAND [options]
 
 Train and run the phases (LightningCLI; `mobile2dslr COMMAND --help` lists every option):
   fit         train a phase:       mobile2dslr fit --config configs/mpse/phase1_dped.yaml
+                                   (MDIE: configs/mdie/{intrinsic_pretrain,self_supervised,joint}.yaml)
   validate    score a checkpoint on the validation set (--ckpt_path)
   test        score a checkpoint on the test set (--ckpt_path)
   predict     enhance the DataModule's predict set (--ckpt_path)
@@ -36,6 +38,7 @@ Use trained models:
               (phase 2: [--mode optimize --reference R.jpg | --gallery PRO/]; phase 3: --postprocess on|off)
   import-dped official DPED weights → phase-1 checkpoint: mobile2dslr import-dped SOURCE OUT.ckpt
   evaluate    PSNR/SSIM/LPIPS vs input, HE, gamma:  mobile2dslr evaluate DATA OUT [--ckpt A.ckpt --ckpt+ name=B.ckpt]
+  export-dnd  the DND benchmark's boxes → a submission:  mobile2dslr export-dnd DND_ROOT OUT --ckpt model.ckpt
   recommend   style references from a gallery:  mobile2dslr recommend PHOTO_OR_DIR GALLERY [--ckpt recommender.ckpt] [--csv refs.csv]
 
 Configs are YAML files naming classes by class_path; override any value on the
@@ -99,6 +102,8 @@ def run_lightning(argv: list[str]):
     # Frozen feature extractors (VGG) stay in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Our last.ckpt is meant to hold the weights after the step (what a resume needs).
+    warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization and every_n_train_steps")
     # We pass the (path-resolved) argv explicitly, so LightningCLI's args-vs-sys.argv warning is moot.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
     return Mobile2DSLRCLI(

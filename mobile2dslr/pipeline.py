@@ -1,5 +1,8 @@
 """The MPSE chain at inference: phase 1 → phase 2 (feed-forward or optimize) → phase 3.
 
+An MDIE checkpoint runs its own chain instead (F → StarGAN G → F', ``inference``
+``all_high`` or ``sequential``), optionally followed by phase 3.
+
 A phase-1 checkpoint gives the chain phase 1 (and phase 3 when asked for); a phase-2
 checkpoint carries everything: its refiner (initialised from, and replacing, the
 phase-1 generator), the frozen phase-1 generator (the content image of ``optimize``),
@@ -15,6 +18,7 @@ from typing import Literal, Optional
 import torch
 
 from datamodules.io import read_image
+from lightning_modules.nets.mdie_enhancer import InferenceMode
 from lightning_modules.phase3_postprocess import RegionalEqualization, region_strength
 from lightning_modules.style_optimization import optimize_style, resize_long_side
 
@@ -49,6 +53,7 @@ class MPSEPipeline:
         equalize: phase 3's regional histogram equalisation (RMSHE) on or off.
         depth: RMSHE recursion depth.
         smooth: edge-aware smoothing of phase 3's luminance change (fraction of the long side).
+        inference: MDIE checkpoints: ``all_high`` or ``sequential`` (default: the checkpoint's).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class MPSEPipeline:
         equalize: bool = True,
         depth: int = 2,
         smooth: float = 0.01,
+        inference: Optional[InferenceMode] = None,
     ) -> None:
         if reference is not None and gallery is not None:
             raise UserError("give --reference FILE or --gallery FOLDER, not both")
@@ -84,6 +90,11 @@ class MPSEPipeline:
                                "pass a phase-1 or phase-2 checkpoint")
         self.module = load_phase(ckpt, cls).to(device).eval()
         self.phase2 = hasattr(self.module, "objective")
+        self.mdie = hasattr(self.module, "inference")
+        if inference is not None:
+            if not self.mdie:
+                raise UserError(f"{ckpt}: --inference {inference} applies to MDIE checkpoints only (configs/mdie/)")
+            self.module.inference = inference
         if mode == "optimize" and not self.phase2:
             raise UserError(f"{ckpt}: --mode optimize needs a phase-2 checkpoint (configs/mpse/phase2_style.yaml)")
         if mode == "optimize" and reference is None and gallery is None:
@@ -110,6 +121,8 @@ class MPSEPipeline:
     def describe(self) -> str:
         """One line saying what the chain runs."""
         parts = ["phase 2 refiner" if self.phase2 else "phase 1 generator"]
+        if self.mdie:
+            parts = [f"MDIE (F → G {self.module.inference} → F')"]
         if self.mode == "optimize":
             parts = ["phase 1", f"phase 2 optimize ({self.steps} steps at {self.working_side})"]
         if self.postprocess is not None:

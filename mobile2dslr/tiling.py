@@ -6,6 +6,11 @@ receptive radius, a tile's core sees exactly the pixels it would see untiled, so
 tiled output equals the untiled one (up to float rounding) for nets whose layers are
 local (convs, batch norm in eval mode).
 
+Strided nets (MDIE's encoder-decoders) declare ``size_multiple`` (tiles then start on
+their stride grid, so every window is convolved exactly as the whole image would be) and
+``tile_halo``, the context they need in practice: their theoretical reach is hundreds of
+pixels, so their tiled output matches the untiled one within a tolerance, not exactly.
+
 Instance norm is not local: it normalises with the mean and variance of the whole
 feature map. For such nets the statistics of every instance-norm layer are gathered
 over all tiles first, one layer at a time (layer j's statistics need the layers before
@@ -36,12 +41,21 @@ def receptive_radius(net: nn.Module) -> int:
     return radius
 
 
-def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """Cores ``(y0, y1, x0, x1)`` of equal-ish tiles (at most ``tile`` px) covering the image."""
+def tile_grid(height: int, width: int, tile: int, multiple: int = 1) -> list[tuple[int, int, int, int]]:
+    """Cores ``(y0, y1, x0, x1)`` of equal-ish tiles (at most ``tile`` px) covering the image.
+
+    With ``multiple`` > 1 every inner boundary is a multiple of it (``tile`` is rounded down
+    to one), so strided nets see each tile on the whole image's stride grid.
+    """
+    tile = max(multiple, tile - tile % multiple)
     rows, cols = math.ceil(height / tile), math.ceil(width / tile)
-    ys = [round(i * height / rows) for i in range(rows + 1)]
-    xs = [round(j * width / cols) for j in range(cols + 1)]
-    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(rows) for j in range(cols)]
+
+    def edges(size: int, count: int) -> list[int]:
+        inner = [min(size, multiple * round(i * size / count / multiple)) for i in range(1, count)]
+        return sorted({0, size, *inner})
+
+    ys, xs = edges(height, rows), edges(width, cols)
+    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(len(ys) - 1) for j in range(len(xs) - 1)]
 
 
 def _ramp(length: int, start: int, stop: int, blend: int, device) -> torch.Tensor:
@@ -69,6 +83,7 @@ class _InstanceNormStats:
         self.fixed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.collect: Optional[int] = None
         self.core: tuple[int, int, int, int] = (0, 0, 0, 0)  # core inside the current window
+        self.window: tuple[int, int] = (1, 1)  # the current window's (height, width)
         self.sums: Optional[torch.Tensor] = None
         self.count = 0
 
@@ -85,7 +100,7 @@ class _InstanceNormStats:
         def hook(module: nn.InstanceNorm2d, inputs, output):
             x = inputs[0]
             if index == self.collect:
-                y0, y1, x0, x1 = self.core
+                y0, y1, x0, x1 = self._scaled_core(x.shape[-2:])
                 core = x[0, :, y0:y1, x0:x1].double().flatten(1)
                 sums = torch.stack([core.sum(1), core.pow(2).sum(1)])
                 self.sums = sums if self.sums is None else self.sums + sums
@@ -100,6 +115,20 @@ class _InstanceNormStats:
             return output
 
         return hook
+
+    def _scaled_core(self, size: torch.Size) -> tuple[int, int, int, int]:
+        """The core in a (possibly downsampled, possibly padded) feature map of the window.
+
+        Strided nets see windows on their stride grid, so the scale is exact; a core that
+        reaches the window's end also takes the padding the net adds there, as the untiled
+        net's statistics include the padding at the image's end.
+        """
+        (y0, y1, x0, x1), (height, width) = self.core, self.window
+        # The map's stride: 1, 2, 4... (a padded map is a little larger than window / stride).
+        fy, fx = max(1, round(height / size[0])), max(1, round(width / size[1]))
+        y_end = size[0] if y1 == height else y1 // fy
+        x_end = size[1] if x1 == width else x1 // fx
+        return y0 // fy, y_end, x0 // fx, x_end
 
     def finish_layer(self) -> None:
         mean = self.sums[0] / self.count
@@ -118,7 +147,8 @@ class TiledEnhancer:
     Args:
         net: maps (1, 3, H, W) to (1, 3, H, W); put in eval mode here.
         tile: side of a tile's core in pixels; ``None`` runs untiled.
-        halo: context around each tile (default: the net's receptive radius + ``blend``).
+        halo: context around each tile (default: the net's ``tile_halo`` if it declares one,
+            else its receptive radius, + ``blend``; rounded up to its ``size_multiple``).
         blend: width of the linear blend across seams.
         max_untiled_pixels: nets with instance norm run untiled up to this many pixels
             (exact and cheapest); larger images use tiles with whole-image statistics.
@@ -139,10 +169,14 @@ class TiledEnhancer:
         self.preprocess = getattr(net, "global_preprocess", None)
         self.tile = tile
         self.blend = blend
-        self.halo = receptive_radius(net) + blend if halo is None else halo
+        self.multiple = int(getattr(net, "size_multiple", 1))
+        if halo is None:
+            halo = (net.tile_halo if hasattr(net, "tile_halo") else receptive_radius(net)) + blend
+        self.halo = -(-halo // self.multiple) * self.multiple
         self.max_untiled_pixels = max_untiled_pixels
         self.autocast_dtype = autocast_dtype
-        self.norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+        # Instance norm with running statistics is a fixed affine map in eval mode: local.
+        self.norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d) and not m.track_running_stats]
         if self.norms:
             self.norms = self._forward_order(self.norms)
 
@@ -169,7 +203,7 @@ class TiledEnhancer:
             return [(0, height, 0, width)]
         if self.norms and height * width <= self.max_untiled_pixels:
             return [(0, height, 0, width)]
-        return tile_grid(height, width, self.tile)
+        return tile_grid(height, width, self.tile, self.multiple)
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor, progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
@@ -194,7 +228,7 @@ class TiledEnhancer:
                 stats.collect = layer
                 for core in cores:
                     window, inner = self._window(core, height, width)
-                    stats.core = inner
+                    stats.core, stats.window = inner, (window[1] - window[0], window[3] - window[2])
                     try:
                         self._run(image[..., window[0] : window[1], window[2] : window[3]])
                     except _InstanceNormStats.Stop:

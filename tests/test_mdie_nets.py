@@ -96,7 +96,7 @@ def test_stargan_generator_layers() -> None:
     assert [(c.in_channels, c.out_channels) for c in downs] == [(64, 128), (128, 256)]
     assert sum(isinstance(m, nn.ConvTranspose2d) for m in g.modules()) == 2
     norms = [m for m in g.modules() if isinstance(m, nn.InstanceNorm2d)]
-    assert norms and all(n.affine and n.track_running_stats for n in norms)
+    assert norms and all(n.affine and not n.track_running_stats for n in norms)  # per-image statistics, train and eval
 
 
 def test_discriminator_heads_and_patch_check() -> None:

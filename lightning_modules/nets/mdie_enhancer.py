@@ -39,7 +39,7 @@ class MDIEEnhancer(nn.Module):
             raise ValueError(f"MDIEEnhancer: mode must be all_high or sequential, got {mode!r}")
         self.decomposer, self.generator, self.composer, self.mode = decomposer, generator, composer, mode
         # Tiling (mobile2dslr.tiling): strided nets need tiles on their stride grid, and a
-        # halo covering the effective reach of the three nets (measured: see tests/test_mdie_enhance.py).
+        # halo covering the reach of the three nets in practice (tests/test_tiling.py bounds the difference).
         self.size_multiple = max(getattr(decomposer, "size_multiple", 1), getattr(composer, "size_multiple", 1), getattr(generator, "size_multiple", 1))
         self.tile_halo = 4 * self.size_multiple
 

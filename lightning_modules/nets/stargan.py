@@ -4,8 +4,8 @@ MDIE's generator translates intrinsics, not RGB: it takes [A, S] (6 channels) an
 label c̃ = [c_color, c_texture, c_noise, m] (6 values, mask vector included) and returns
 [A', S']. The discriminator sees RGB images (after the composition network F') and has a
 source head (real/fake, PatchGAN map) and a domain-classification head (one logit per
-attribute). Layer shapes follow StarGAN's ``model.py``; instance norm keeps running
-statistics as there, so in eval mode it is a per-channel affine map (local, tileable).
+attribute). Layer shapes follow StarGAN's ``model.py``; instance norm uses each image's own
+statistics at inference too (tiled inference gathers whole-image statistics, mobile2dslr.tiling).
 """
 
 import torch
@@ -17,7 +17,10 @@ __all__ = ["StarGANGenerator", "StarGANDiscriminator"]
 
 
 def _instance_norm(channels: int) -> nn.InstanceNorm2d:
-    return nn.InstanceNorm2d(channels, affine=True, track_running_stats=True)
+    # Per-image statistics in training and at inference alike: StarGAN's running statistics
+    # are never used (its test keeps G in train mode), and early in training they are far
+    # from any one image's, which wrecks eval-mode outputs.
+    return nn.InstanceNorm2d(channels, affine=True)
 
 
 class _ResidualBlock(nn.Module):

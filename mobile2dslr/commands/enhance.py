@@ -74,6 +74,7 @@ def enhance(
     *,
     ckpt: str,
     mode: Literal["feedforward", "optimize"] = "feedforward",
+    inference: Optional[Literal["all_high", "sequential"]] = None,
     postprocess: Switch = "auto",
     gamma: Switch = "auto",
     equalize: bool = True,
@@ -95,14 +96,15 @@ def enhance(
     overwrite: bool = False,
     jpeg_quality: int = 95,
 ) -> int:
-    """Enhance a photo, or every photo in a folder, with the MPSE chain of a checkpoint.
+    """Enhance a photo, or every photo in a folder, with the chain of a checkpoint.
 
-    The chain: phase 1 (a phase-1 checkpoint) or the phase-2 refiner (a phase-2
+    MPSE: phase 1 (a phase-1 checkpoint) or the phase-2 refiner (a phase-2
     checkpoint; ``--mode optimize`` restyles each photo after a reference instead), then
     phase 3 (regional histogram equalisation + gamma; on by default for phase-2
-    checkpoints). Any size is fine: large photos run as overlapping tiles with blended
-    seams (instance-norm nets get whole-image statistics, so tiles match the untiled
-    result). Outputs keep the input's relative path, name, format and bit depth (camera
+    checkpoints). MDIE: decomposition F, the StarGAN asked for high quality, composition
+    F' (``--inference``), then phase 3 when ``--postprocess on``. Any size is fine: large
+    photos run as overlapping tiles with blended seams (instance-norm nets get whole-image
+    statistics, so tiles match the untiled result). Outputs keep the input's relative path, name, format and bit depth (camera
     RAW becomes a 16-bit TIFF); each is written atomically, never over an input. Outputs
     that already exist are skipped, so an interrupted run resumes where it stopped. A
     file that cannot be read is reported in one line and the others go on; the exit
@@ -112,10 +114,12 @@ def enhance(
         input: an image file or a folder of images (searched recursively; jpg, png,
             tiff, webp, bmp, camera RAW; 8/16-bit, grayscale, RGBA, EXIF orientation).
         output: output folder (or an output file when ``input`` is one file).
-        ckpt: checkpoint of a phase that enhances images (``mobile2dslr fit`` of phase 1
-            or 2, or ``mobile2dslr import-dped``).
+        ckpt: checkpoint of a phase that enhances images (``mobile2dslr fit`` of MPSE phase 1
+            or 2 or of joint MDIE, or ``mobile2dslr import-dped``).
         mode: phase 2: ``feedforward`` (one pass of the refiner) or ``optimize`` (per
             photo, the thesis's mode; needs ``--reference`` or ``--gallery``).
+        inference: MDIE: ``all_high`` (every attribute high at once, as the thesis) or
+            ``sequential`` (colour, texture, noise passes); default: the checkpoint's.
         postprocess: phase 3: ``auto`` (on for phase-2 checkpoints), ``on`` or ``off``.
         gamma: phase 3's gamma 1/2.2: ``auto`` (dark photos only), ``on`` or ``off``.
         equalize: phase 3's per-region RMSHE of luminance.
@@ -154,7 +158,7 @@ def enhance(
         ckpt, torch_device, autocast_dtype=pick_autocast_dtype(precision, torch_device), tile=tile, halo=halo,
         max_untiled_pixels=int(max_untiled_megapixels * 1e6), mode=mode, reference=reference, gallery=gallery,
         recommender=recommender, steps=steps, lr=lr, working_side=working_side, style_weight=style_weight,
-        matting_weight=matting_weight, postprocess=postprocess, gamma=gamma, equalize=equalize, depth=depth, smooth=smooth,
+        matting_weight=matting_weight, inference=inference, postprocess=postprocess, gamma=gamma, equalize=equalize, depth=depth, smooth=smooth,
     )
     print(f"enhancing {len(todo)} image(s): {pipeline.describe()}, with {ckpt}" + (f"; skipping {skipped} done" if skipped else ""))
 

@@ -15,6 +15,7 @@ from datamodules.io import read_image, write_image
 from datamodules.paired import Layout, PairedDataModule
 from lightning_modules.losses.lpips import LPIPS, MIN_SIDE
 from lightning_modules.nets.dped_generator import equalize_luminance
+from lightning_modules.nets.mdie_enhancer import MDIEEnhancer
 from lightning_modules.phase2_style import SemanticStyleRefinement
 from lightning_modules.phase3_postprocess import gamma_correct
 
@@ -71,7 +72,8 @@ def checkpoint_methods(
 ) -> dict[str, Method]:
     """A method per checkpoint (``PATH`` or ``NAME=PATH``), each a phase's enhancer run tiled.
 
-    Nets that are not tileable (strided convolutions, e.g. MDIE's autoencoders) run whole.
+    Nets with strided convolutions run tiled on their stride grid when they declare it (MDIE,
+    scored in both inference modes: ``NAME`` with the checkpoint's, ``NAME+<other>``), else whole.
 
     Raises:
         UserError: a missing or unusable checkpoint, or a name used twice (one line).
@@ -86,16 +88,23 @@ def checkpoint_methods(
         elif name in used:
             raise UserError(f"{spec}: the method name {name!r} is taken; choose another NAME=PATH")
         net = load_enhancer(str(path)).to(device)
-        try:
-            methods[name] = TiledEnhancer(net, tile=tile, autocast_dtype=dtype)
-        except ValueError:  # not size-preserving conv by conv: run the whole image at once
-            methods[name] = _whole_image(net, device, dtype)
+        methods[name] = _tiled_or_whole(net, device, tile, dtype)
+        if isinstance(net, MDIEEnhancer):  # MDIE: score the other inference mode too
+            other = "sequential" if net.mode == "all_high" else "all_high"
+            methods[f"{name}+{other}"] = _tiled_or_whole(MDIEEnhancer(net.decomposer, net.generator, net.composer, other), device, tile, dtype)
         if issubclass(checkpoint_class(str(path)), SemanticStyleRefinement):
             # A phase-2 checkpoint also carries phase 3: score the whole MPSE chain too.
             from ..pipeline import MPSEPipeline
 
             methods[f"{name}+phase3"] = MPSEPipeline(str(path), device, autocast_dtype=dtype, tile=tile, postprocess="on")
     return methods
+
+
+def _tiled_or_whole(net: torch.nn.Module, device: torch.device, tile: int, dtype: Optional[torch.dtype]) -> Method:
+    try:
+        return TiledEnhancer(net, tile=tile, autocast_dtype=dtype)
+    except ValueError:  # strided convs without a declared stride grid: run the whole image at once
+        return _whole_image(net, device, dtype)
 
 
 def _whole_image(net: torch.nn.Module, device: torch.device, dtype: Optional[torch.dtype]) -> Method:
