@@ -74,20 +74,26 @@ def _from_root(value: str, root: Path) -> str:
     return value
 
 
-def run_lightning(argv: list[str]):
-    """Run a LightningCLI subcommand on ``argv`` (which starts with the subcommand); returns the CLI."""
+def run_lightning(argv: list[str], run: bool = True):
+    """Run a LightningCLI subcommand on ``argv`` (which starts with the subcommand); returns the CLI.
+
+    With ``run=False`` the model, data and trainer are only built (``cli.model``,
+    ``cli.datamodule``, ``cli.trainer``), e.g. for the benchmarks.
+    """
     # Imported here so `mobile2dslr --help` stays instant.
     import pytorch_lightning as pl
     from pytorch_lightning.cli import LightningCLI
 
     import lightning_modules  # noqa: F401  (registers the filter for its warnings)
-    from callbacks import LRHalving
+    from callbacks import LRHalving, Performance
 
     class Mobile2DSLRCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             # A top-level group, so `--lr_halving.every_n_iterations 5000` works from the
             # command line (items of trainer.callbacks cannot be addressed one by one).
             parser.add_lightning_class_args(LRHalving, "lr_halving")
+            # Likewise the speed switches (--performance.channels_last true) and the batch report.
+            parser.add_lightning_class_args(Performance, "performance")
 
         def after_fit(self) -> None:
             # ModelCheckpoint writes last.ckpt only every N steps or validations: make it the
@@ -113,7 +119,8 @@ def run_lightning(argv: list[str]):
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf"},
-        args=argv,
+        args=argv if run else argv[1:],
+        run=run,
     )
 
 
