@@ -24,7 +24,7 @@ from lightning_modules.style_optimization import optimize_style, resize_long_sid
 
 from .checkpoints import checkpoint_class, load_phase
 from .errors import UserError, WeightsError
-from .tiling import TiledEnhancer
+from .tiling import MemoryFormat, TiledEnhancer
 
 __all__ = ["MPSEPipeline", "Switch"]
 
@@ -42,6 +42,8 @@ class MPSEPipeline:
         tile: tile side of the networks at full size.
         halo: tile context (default: the network's receptive field + blend).
         max_untiled_pixels: instance-norm nets run untiled up to this size.
+        memory_format: the networks' layout (``auto``: the faster on the first tile).
+        compile: run the networks through ``torch.compile``.
         mode: phase 2: ``feedforward`` (one refiner pass) or ``optimize`` (per-image).
         reference: a style reference for every photo (optimize; also sets phase 3's strengths).
         gallery: a folder of professional photos; each photo's best match is its reference.
@@ -64,6 +66,8 @@ class MPSEPipeline:
         tile: Optional[int] = 512,
         halo: Optional[int] = None,
         max_untiled_pixels: int = 4_000_000,
+        memory_format: MemoryFormat = "contiguous",
+        compile: bool = False,
         mode: Literal["feedforward", "optimize"] = "feedforward",
         reference: Optional[str] = None,
         gallery: Optional[str] = None,
@@ -105,7 +109,8 @@ class MPSEPipeline:
             for name, value in (("style", style_weight), ("matting", matting_weight)):
                 if value is not None:
                     self.module.objective.weights[name] = value
-        tiling = dict(tile=tile, halo=halo, max_untiled_pixels=max_untiled_pixels, autocast_dtype=autocast_dtype)
+        tiling = dict(tile=tile, halo=halo, max_untiled_pixels=max_untiled_pixels, autocast_dtype=autocast_dtype,
+                      memory_format=memory_format, compile=compile)
         self.autocast_dtype = autocast_dtype
         self.network = TiledEnhancer(self.module.enhancer(), **tiling)
         self.content = TiledEnhancer(self.module.content_generator, **tiling) if self.phase2 else None
@@ -128,7 +133,9 @@ class MPSEPipeline:
         if self.postprocess is not None:
             parts.append("phase 3 (regional RMSHE + gamma)")
         dtype = "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"
-        return " → ".join(parts) + f" on {self.device} ({dtype})"
+        layout = {None: "layout picked on the first tile", torch.channels_last: "channels_last"}.get(self.network.memory_format, "contiguous")
+        compiled = ", torch.compile" if self.network.compiled is not None else ""
+        return " → ".join(parts) + f" on {self.device} ({dtype}, {layout}{compiled})"
 
     def tiles_for(self, height: int, width: int) -> int:
         """How many tiles the network pass of an image this size takes."""

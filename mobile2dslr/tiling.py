@@ -18,13 +18,18 @@ it), then the tiles run with those whole-image statistics (DESIGN.md sec. 4).
 """
 
 import math
+import time
+import warnings
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Literal, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["TiledEnhancer", "receptive_radius", "tile_grid"]
+__all__ = ["MemoryFormat", "TiledEnhancer", "receptive_radius", "tile_grid"]
+
+MemoryFormat = Literal["auto", "contiguous", "channels_last"]
+_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def receptive_radius(net: nn.Module) -> int:
@@ -153,6 +158,12 @@ class TiledEnhancer:
         max_untiled_pixels: nets with instance norm run untiled up to this many pixels
             (exact and cheapest); larger images use tiles with whole-image statistics.
         autocast_dtype: run the net under ``torch.autocast`` with this dtype (e.g. bf16).
+        memory_format: ``contiguous`` (NCHW), ``channels_last`` (NHWC), or ``auto``: a
+            256-px crop of the first tile runs in both layouts and the faster one is kept
+            (which wins depends on the net, the dtype and the machine; ``make bench`` shows both).
+        compile: run the net through ``torch.compile`` (dynamic shapes; the first tiles
+            are slow while it compiles). Not used while whole-image instance-norm
+            statistics are gathered; falls back to eager, with a warning, if compiling fails.
     """
 
     def __init__(
@@ -163,6 +174,8 @@ class TiledEnhancer:
         blend: int = 16,
         max_untiled_pixels: int = 4_000_000,
         autocast_dtype: Optional[torch.dtype] = None,
+        memory_format: MemoryFormat = "contiguous",
+        compile: bool = False,
     ):
         self.net = net.eval()
         self.local = getattr(net, "local_forward", net)
@@ -175,6 +188,9 @@ class TiledEnhancer:
         self.halo = -(-halo // self.multiple) * self.multiple
         self.max_untiled_pixels = max_untiled_pixels
         self.autocast_dtype = autocast_dtype
+        self.memory_format: Optional[torch.memory_format] = None if memory_format == "auto" else _FORMATS[memory_format]
+        self.net.to(memory_format=self.memory_format or torch.contiguous_format)
+        self.compiled = torch.compile(self.local, dynamic=True) if compile else None
         # Instance norm with running statistics is a fixed affine map in eval mode: local.
         self.norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d) and not m.track_running_stats]
         if self.norms:
@@ -192,10 +208,35 @@ class TiledEnhancer:
                 handle.remove()
         return order
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, gathering: bool = False) -> torch.Tensor:
         context = torch.autocast(x.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
         with context:
+            if self.memory_format is None and not gathering:
+                return self._pick_memory_format(x)
+            x = x.contiguous(memory_format=self.memory_format or torch.contiguous_format)
+            if self.compiled is not None and not gathering:
+                try:
+                    return self.compiled(x)
+                except Exception as err:  # no compiler toolchain, an unsupported op...: eager still works
+                    warnings.warn(f"torch.compile failed, running eager ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+                    self.compiled = None
             return self.local(x)
+
+    def _pick_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """Time a 256-px crop in each layout, keep the faster one, then run ``x`` with it."""
+        trial = x[..., :256, :256]
+        timings = {}
+        for layout in (torch.contiguous_format, torch.channels_last):
+            self.net.to(memory_format=layout)
+            self.local(trial[..., :64, :64].contiguous(memory_format=layout))  # library set-up is not the layout's cost
+            start = time.perf_counter()
+            out = self.local(trial.contiguous(memory_format=layout))
+            if out.device.type == "cuda":
+                torch.cuda.synchronize(out.device)
+            timings[layout] = time.perf_counter() - start
+        self.memory_format = min(timings, key=timings.get)
+        self.net.to(memory_format=self.memory_format)
+        return self.local(x.contiguous(memory_format=self.memory_format))
 
     def tiles_for(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """The tile cores used for an image of this size (one core when untiled)."""
@@ -230,7 +271,7 @@ class TiledEnhancer:
                     window, inner = self._window(core, height, width)
                     stats.core, stats.window = inner, (window[1] - window[0], window[3] - window[2])
                     try:
-                        self._run(image[..., window[0] : window[1], window[2] : window[3]])
+                        self._run(image[..., window[0] : window[1], window[2] : window[3]], gathering=True)
                     except _InstanceNormStats.Stop:
                         pass
                 stats.finish_layer()

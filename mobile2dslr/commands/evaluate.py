@@ -102,7 +102,7 @@ def checkpoint_methods(
 
 def _tiled_or_whole(net: torch.nn.Module, device: torch.device, tile: int, dtype: Optional[torch.dtype]) -> Method:
     try:
-        return TiledEnhancer(net, tile=tile, autocast_dtype=dtype)
+        return TiledEnhancer(net, tile=tile, autocast_dtype=dtype, memory_format="auto")
     except ValueError:  # strided convs without a declared stride grid: run the whole image at once
         return _whole_image(net, device, dtype)
 
