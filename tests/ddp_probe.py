@@ -8,8 +8,9 @@ from pytorch_lightning.callbacks import Callback
 
 
 class SaveRankParameters(Callback):
-    """Write ``<DDP_PROBE_DIR>/rank<N>.pt`` with the rank's generator and discriminator weights."""
+    """Write ``<DDP_PROBE_DIR>/rank<N>.pt`` with the rank's weights and iteration (or global step)."""
 
     def on_train_end(self, trainer, pl_module):
         state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
-        torch.save({"state": state, "iteration": pl_module.iteration}, Path(os.environ["DDP_PROBE_DIR"]) / f"rank{trainer.global_rank}.pt")
+        iteration = getattr(pl_module, "iteration", trainer.global_step)
+        torch.save({"state": state, "iteration": iteration}, Path(os.environ["DDP_PROBE_DIR"]) / f"rank{trainer.global_rank}.pt")
