@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Optional
 
 import pytorch_lightning as pl
+import torch
 from torch import nn
 
 from lightning_modules.nets.pretrained import read_torch_file
 
 from .errors import WeightsError
 
-__all__ = ["checkpoint_class", "load_phase", "load_enhancer"]
+__all__ = ["build_phase", "checkpoint_class", "load_phase", "load_enhancer", "save_phase"]
 
 
 def checkpoint_class(path: str) -> type:
@@ -61,3 +62,31 @@ def load_enhancer(path: str) -> nn.Module:
             "pass a phase checkpoint that does (e.g. MPSE phase 1, DPEDPlus)"
         )
     return load_phase(path, cls).enhancer().eval()
+
+
+def build_phase(model_config: dict, seed: int = 0) -> tuple[pl.LightningModule, dict]:
+    """Build a LightningModule from a config's ``model`` section (``class_path``, ``init_args``).
+
+    Returns:
+        The module (seeded, so its fresh weights are reproducible) and the hyperparameters
+        that let :func:`load_phase` rebuild it, as LightningCLI records them.
+    """
+    from pytorch_lightning.cli import instantiate_module
+
+    module_name, _, class_name = model_config["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    hparams = {"_class_path": model_config["class_path"], **model_config.get("init_args", {})}
+    pl.seed_everything(seed, verbose=False)
+    return instantiate_module(cls, hparams), {**hparams, "_instantiator": "pytorch_lightning.cli.instantiate_module"}
+
+
+def save_phase(module: pl.LightningModule, hparams: dict, path: str, **extra) -> Path:
+    """Write ``module`` as a phase checkpoint that ``enhance``/``evaluate``/``load_phase`` accept (atomically)."""
+    out = Path(path)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": pl.__version__,
+                  "epoch": 0, "global_step": 0, "iteration": 0, **extra}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(f".{out.name}.tmp")
+    torch.save(checkpoint, temp)
+    temp.replace(out)
+    return out

@@ -184,22 +184,14 @@ def test_export_refuses_bad_input_in_one_line(tree, tmp_path):
 
 
 def _tiny_checkpoint(path):
-    from pytorch_lightning.cli import instantiate_module
+    from mobile2dslr.checkpoints import build_phase, save_phase
 
-    from lightning_modules import DPEDPlus
-
-    hparams = {
-        "_class_path": "lightning_modules.DPEDPlus",
+    model, hparams = build_phase({"class_path": "lightning_modules.DPEDPlus", "init_args": {
         "generator": {"class_path": "lightning_modules.nets.DPEDGenerator", "init_args": {"width": 4, "blocks": 1}},
         "discriminator": {"class_path": "lightning_modules.nets.DPEDDiscriminator", "init_args": {"patch_size": 16}},
         "content_loss": {"class_path": "lightning_modules.losses.PixelContentLoss"},
-    }
-    pl.seed_everything(0, verbose=False)
-    model = instantiate_module(DPEDPlus, hparams)
-    # As import-dped writes checkpoints: the nets' config lets load_enhancer rebuild them.
-    hyper = {**hparams, "_instantiator": "pytorch_lightning.cli.instantiate_module"}
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hyper, "pytorch-lightning_version": pl.__version__}, path)
-    return path
+    }})
+    return save_phase(model, hparams, str(path))
 
 
 def test_export_command_with_a_checkpoint(tree, tmp_path, capsys):

@@ -4,11 +4,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import yaml
 
 from .. import REPO_ROOT
+from ..checkpoints import build_phase, save_phase
 from ..errors import UserError, WeightsError
 
 __all__ = ["import_dped", "read_dped_variables", "dped_state_dict", "OFFICIAL_CONFIG"]
@@ -122,27 +122,9 @@ def import_dped(
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
     generator_state = dped_state_dict(read_dped_variables(source))
 
-    from pytorch_lightning.cli import instantiate_module
-
-    from lightning_modules import DPEDPlus
-
-    model_config = yaml.safe_load(OFFICIAL_CONFIG.read_text())["model"]
-    hparams = {"_class_path": model_config["class_path"], **model_config["init_args"]}
-    pl.seed_everything(0, verbose=False)
-    model = instantiate_module(DPEDPlus, hparams)
+    model, hparams = build_phase(yaml.safe_load(OFFICIAL_CONFIG.read_text())["model"])
     model.generator.load_state_dict(generator_state)  # strict: every tensor must fit
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": {**hparams, "_instantiator": "pytorch_lightning.cli.instantiate_module"},
-        "pytorch-lightning_version": pl.__version__,
-        "epoch": 0,
-        "global_step": 0,
-        "iteration": 0,
-        "imported_from": {"source": str(source), "phone": phone, "format": "DPED official (Ignatov et al., ICCV 2017)"},
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.tmp")
-    torch.save(checkpoint, temp)
-    temp.replace(out)
+    imported = {"source": str(source), "phone": phone, "format": "DPED official (Ignatov et al., ICCV 2017)"}
+    save_phase(model, hparams, str(out), imported_from=imported)
     count = sum(v.numel() for v in generator_state.values())
     print(f"wrote {out}: official DPED {phone} generator ({count:,} parameters) as a DPEDPlus phase-1 checkpoint")
