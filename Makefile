@@ -15,7 +15,7 @@ help:
 	@echo "make train-mdie  MDIE Sintel pretrain -> self-supervised -> joint StarGAN (DATA=root with sintel/, upr/, DIV2K/, dped/, dnd/; none: demo data)"
 	@echo "make test      install if needed, then the default test suite (CI runs this)"
 	@echo "make test-all  the whole suite, slow tests included"
-	@echo "make bench     training speed of phase 1 (seconds per iteration) on this machine"
+	@echo "make bench     inference MP/s vs the matmul peak, training iterations/s per phase, 12 MP enhance time/memory per tile (outputs/bench/)"
 
 install: $(STAMP)
 
@@ -132,7 +132,7 @@ test-all: $(TF_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs lightning_logs wandb .pytest_cache

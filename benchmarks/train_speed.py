@@ -1,82 +1,60 @@
-"""Training throughput of MPSE phase 1 (DPED+): seconds per iteration on this machine.
+"""Training throughput of every phase: iterations per second through the real configs.
 
-An iteration is one generator update plus one discriminator update, measured through the
-real LightningModule (`training_step` under a Lightning Trainer, no logger), so data
-loading, both optimizers and every loss are included. Prints one table; ratios are
-measured in the same run.
-
-    make bench                     # or: .venv/bin/python benchmarks/train_speed.py --iterations 3
+Each phase is built from its config by the ``mobile2dslr`` CLI (model, DataModule, trainer,
+callbacks, with logging and validation off) and timed per training batch after a warm-up,
+so data loading, every optimizer step and every loss are included. An iteration is one
+generator update (phase 1, MDIE joint) or one optimizer step (the other phases); each
+batch is one iteration in every config timed here.
 """
 
-import argparse
-import logging
-import platform
+import tempfile
 import time
-import warnings
 
-import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 
-from datamodules import DemoDataModule
-from lightning_modules import DPEDPlus
-from lightning_modules.losses import PixelContentLoss, VGGContentLoss
-from lightning_modules.nets import DPEDDiscriminator, DPEDGenerator
+from mobile2dslr.cli import resolve_config_paths, run_lightning
 
-# name: (generator kwargs, content loss, patch, batch)
-SETUPS = {
-    "full recipe (DPED+: 64 ch, separable, VGG, 100px x 50)": (dict(width=64, activation="lrelu", separable=True), "vgg", 100, 50),
-    "official DPED generator (64 ch, VGG, 100px x 50)": (dict(width=64, norm="instance"), "vgg", 100, 50),
-    "demo (32 ch, VGG, 64px x 8)": (dict(width=32, activation="lrelu"), "vgg", 64, 8),
-    "demo with pixel MSE content (32 ch, 64px x 8)": (dict(width=32, activation="lrelu"), "mse", 64, 8),
+__all__ = ["PHASES", "measure_phase"]
+
+#: name → (config, optimizer steps per batch, extra overrides)
+PHASES = {
+    "MPSE phase 1 (demo)": ("configs/mpse/demo_phase1.yaml", 2, []),
+    "MPSE phase 1 (full recipe: 100px x 50, VGG)": ("configs/mpse/phase1_dped.yaml", 2, ["--data.num_workers", "0"]),
+    "reference recommender": ("configs/mpse/recommender.yaml", 1, []),
+    "MPSE phase 2 feed-forward (demo)": ("configs/mpse/demo_phase2.yaml", 1, []),
+    "MDIE 1 Sintel pretrain (demo)": ("configs/mdie/demo_intrinsic_pretrain.yaml", 1, []),
+    "MDIE 2 self-supervised (demo)": ("configs/mdie/demo_self_supervised.yaml", 1, []),
+    "MDIE 3 joint StarGAN (demo)": ("configs/mdie/demo_joint.yaml", 2, []),
+    "MDIE 3 joint StarGAN (full: 128px x 16, G 64 ch)": ("configs/mdie/joint.yaml", 2, ["--data.num_workers", "0"]),
 }
 
 
-class IterationTimer(Callback):
+class BatchTimer(Callback):
+    """Seconds of each training batch after ``warmup`` batches."""
+
     def __init__(self, warmup: int):
-        self.warmup, self.times, self._start = warmup, [], None
+        self.warmup, self.times, self._start, self._seen = warmup, [], 0.0, 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.iteration > self.warmup:
+        self._seen += 1
+        if self._seen > self.warmup:
             self.times.append(time.perf_counter() - self._start)
 
 
-def measure(generator_kwargs: dict, content: str, patch: int, batch: int, iterations: int, warmup: int) -> float:
-    pl.seed_everything(0, verbose=False)
-    model = DPEDPlus(
-        generator=DPEDGenerator(**generator_kwargs),
-        discriminator=DPEDDiscriminator(patch_size=patch),
-        content_loss=VGGContentLoss() if content == "vgg" else PixelContentLoss("mse"),
-    )
-    data = DemoDataModule(patch_size=patch, batch_size=batch, samples_per_epoch=batch * (iterations + warmup + 1))
-    timer = IterationTimer(warmup)
-    trainer = pl.Trainer(
-        accelerator="auto", devices=1, max_steps=2 * (iterations + warmup), logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
-    )
-    trainer.fit(model, data)
+def measure_phase(config: str, steps_per_batch: int, extra: list[str], batches: int = 3, warmup: int = 1,
+                  precision: str = "32-true", channels_last: bool = False) -> float:
+    """Mean seconds per training batch (= per iteration) of a phase config."""
+    with tempfile.TemporaryDirectory() as folder:
+        cli = run_lightning(resolve_config_paths([
+            "fit", "--config", config, *extra, "--trainer.max_steps", str(steps_per_batch * (batches + warmup)),
+            "--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", folder, "--trainer.precision", precision,
+            "--performance.channels_last", str(channels_last).lower(),
+        ]), run=False)
+        timer = BatchTimer(warmup)
+        cli.trainer.callbacks.append(timer)
+        cli.trainer.fit(cli.model, cli.datamodule)
     return sum(timer.times) / len(timer.times)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=3, help="timed iterations per setup")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
-    args = parser.parse_args()
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"MPSE phase 1 training speed on {device}, torch {torch.__version__}")
-    print(f"{'setup':58s} {'s/iteration':>12s} {'iterations/s':>13s} {'vs full recipe':>15s}")
-    base = None
-    for name, setup in SETUPS.items():
-        seconds = measure(*setup, iterations=args.iterations, warmup=args.warmup)
-        base = base or seconds
-        print(f"{name:58s} {seconds:12.3f} {1 / seconds:13.3f} {base / seconds:14.1f}x")
-
-
-if __name__ == "__main__":
-    main()
