@@ -16,19 +16,11 @@ from torch import nn
 
 from .hparams import nets_without_config
 from .init_from import init_parts_from
+from .loss_guard import stop_if_not_finite
 from .losses.intrinsic_loss import IntrinsicReconstructionLoss, lmse, si_mse
 from .nets.intrinsic_autoencoder import IntrinsicComposer, IntrinsicDecomposer
 
 __all__ = ["IntrinsicPretrain", "IntrinsicSelfSupervised", "IntrinsicStage"]
-
-
-def stop_if_not_finite(iteration: int, total: torch.Tensor, terms: dict[str, torch.Tensor], network: str = "training") -> None:
-    """Raise before an optimizer step applies a NaN/inf loss, naming the iteration and the bad terms."""
-    if torch.isfinite(total).item():
-        return
-    bad = [f"{name}={value.item():.4g}" for name, value in terms.items() if not torch.isfinite(value).item()]
-    detail = f" ({', '.join(bad)})" if bad else ""
-    raise FloatingPointError(f"iteration {iteration + 1}: {network} loss is {total.item()}{detail}; stopping before it is applied")
 
 
 class IntrinsicStage(pl.LightningModule):

@@ -10,6 +10,7 @@ from mobile2dslr.errors import UserError
 
 from .hparams import nets_without_config
 from .init_from import init_parts_from
+from .loss_guard import stop_if_not_finite
 from .losses import ColorLoss, TextureLoss, TVLoss, VGGContentLoss, discriminator_loss, to_dped_gray
 from .nets import DPEDDiscriminator, DPEDGenerator
 
@@ -115,7 +116,7 @@ class DPEDPlus(pl.LightningModule):
             "tv": self.tv_loss.weight,
         }
         loss_g = sum(weights[name] * value for name, value in terms.items())
-        self._stop_if_not_finite("generator", loss_g, terms)
+        stop_if_not_finite(self.iteration, loss_g, terms, "generator")
         opt_g.zero_grad()
         self.manual_backward(loss_g)
         opt_g.step()
@@ -128,7 +129,7 @@ class DPEDPlus(pl.LightningModule):
         patches = to_dped_gray(pick * dslr + (1 - pick) * enhanced.detach())
         probs = self.discriminator(patches)
         loss_d = discriminator_loss(probs, is_dslr)
-        self._stop_if_not_finite("discriminator", loss_d, {})
+        stop_if_not_finite(self.iteration, loss_d, {}, "discriminator")
         opt_d.zero_grad()
         self.manual_backward(loss_d)
         opt_d.step()
@@ -142,16 +143,6 @@ class DPEDPlus(pl.LightningModule):
         logs["iteration"] = float(self.iteration)
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=phone.shape[0])
         self.log("loss_g", loss_g.detach(), prog_bar=True, logger=False, batch_size=phone.shape[0])
-
-    def _stop_if_not_finite(self, network: str, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        # Stop before the optimizer step so no NaN weights reach a checkpoint.
-        if torch.isfinite(total).item():
-            return
-        bad = [f"{name}={value.item():.4g}" for name, value in terms.items() if not torch.isfinite(value).item()]
-        detail = f" ({', '.join(bad)})" if bad else ""
-        raise FloatingPointError(
-            f"iteration {self.iteration + 1}: {network} loss is {total.item()}{detail}; stopping before it is applied"
-        )
 
     def _evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
         output = self.generator(batch["lq"]).clamp(0, 1)
