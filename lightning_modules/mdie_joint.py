@@ -11,7 +11,7 @@ where the classification losses count only the attribute the mask marks known an
 ``Lrec = α‖I_LQ − F'(F(I_LQ))‖₁ + β‖I_HQ − F'(F(I_HQ))‖²₂`` over the batch's low- and
 high-quality images. Manual optimisation: the discriminator steps every batch, the
 generator (with F and F' as lower-LR parameter groups of its optimizer) every
-``n_critic``-th; an *iteration* is one generator update.
+``n_critic``-th, both on one forward pass of F, G and F'; an *iteration* is one generator update.
 """
 
 from typing import Optional
@@ -24,6 +24,7 @@ from mobile2dslr.errors import UserError
 
 from .hparams import nets_without_config
 from .init_from import init_parts_from
+from .loss_guard import stop_if_not_finite
 from .losses.intrinsic_loss import IntrinsicReconstructionLoss
 from .losses.stargan_loss import (
     Adversarial,
@@ -33,7 +34,6 @@ from .losses.stargan_loss import (
     gradient_penalty,
     masked_classification_loss,
 )
-from .mdie_intrinsic import stop_if_not_finite
 from .nets.intrinsic_autoencoder import IntrinsicComposer, IntrinsicDecomposer
 from .nets.mdie_enhancer import InferenceMode, MDIEEnhancer
 from .nets.stargan import StarGANDiscriminator, StarGANGenerator
@@ -151,12 +151,20 @@ class MDIE(pl.LightningModule):
         target = torch.randint(0, 2, label.shape, device=label.device).to(label.dtype) * mask
         return target, torch.cat([label * mask, mask], 1), torch.cat([target, mask], 1)
 
-    def discriminator_terms(self, image, label, mask, c_trg) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Unweighted terms of L_D (fakes made without gradients) and the real images' class logits."""
+    def translate_batch(self, image: torch.Tensor, c_trg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """F, G and F' of a batch once: ``albedo``, ``shading``, ``translated`` [A', S'] and ``fake``.
+
+        The discriminator step uses the fakes detached and the generator step that follows
+        reuses them (G is not changed by D's step), as one forward pass.
+        """
+        albedo, shading = self.decomposer(image)
+        translated, fake = self._translate(torch.cat([albedo, shading], 1), c_trg)
+        return {"albedo": albedo, "shading": shading, "translated": translated, "fake": fake}
+
+    def discriminator_terms(self, image, label, mask, fake) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Unweighted terms of L_D on real images and (detached) fakes, and the real images' class logits."""
         hp = self.hparams
-        with torch.no_grad():
-            albedo, shading = self.decomposer(image)
-            _, fake = self._translate(torch.cat([albedo, shading], 1), c_trg)
+        fake = fake.detach()
         real_src, real_cls = self.discriminator(image)
         fake_src, _ = self.discriminator(fake)
         terms = {"d_adv": adversarial_d_loss(real_src, fake_src, hp.adversarial), "d_cls": masked_classification_loss(real_cls, label, mask)}
@@ -164,16 +172,14 @@ class MDIE(pl.LightningModule):
             terms["gp"] = gradient_penalty(lambda x: self.discriminator(x)[0], image, fake)
         return terms, real_cls
 
-    def generator_terms(self, image, label, mask, target, c_org, c_trg) -> dict[str, torch.Tensor]:
-        """Unweighted terms of L_G: adversarial, classification, RGB cycle and Lrec's two terms."""
+    def generator_terms(self, image, label, mask, target, c_org, fakes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Unweighted terms of L_G (adversarial, classification, RGB cycle, Lrec's two) from :meth:`translate_batch`."""
         hp = self.hparams
-        albedo, shading = self.decomposer(image)
-        translated, fake = self._translate(torch.cat([albedo, shading], 1), c_trg)
-        fake_src, fake_cls = self.discriminator(fake)
-        _, cycled = self._translate(translated, c_org)
+        fake_src, fake_cls = self.discriminator(fakes["fake"])
+        _, cycled = self._translate(fakes["translated"], c_org)
         # Lrec: images of low quality in their own attribute (L1) and those of high quality (L2).
         low = (label * mask).sum(1) == 0
-        recomposed = self.composer(albedo, shading)
+        recomposed = self.composer(fakes["albedo"], fakes["shading"])
         _, rec_terms = self.reconstruction(image[low], recomposed[low], image[~low], recomposed[~low])
         return {
             "g_adv": adversarial_g_loss(fake_src, hp.adversarial),
@@ -188,9 +194,12 @@ class MDIE(pl.LightningModule):
         image = batch["image"]
         label, mask = batch["label"].to(image.dtype), batch["mask"].to(image.dtype)
         target, c_org, c_trg = self.conditions(label, mask)
+        generator_step = (self.critic_steps + 1) % hp.n_critic == 0
+        with torch.set_grad_enabled(generator_step):  # the graph is only needed for G's step
+            fakes = self.translate_batch(image, c_trg)
 
         self.toggle_optimizer(opt_d)
-        d_terms, real_cls = self.discriminator_terms(image, label, mask, c_trg)
+        d_terms, real_cls = self.discriminator_terms(image, label, mask, fakes["fake"])
         loss_d = d_terms["d_adv"] + hp.lambda_cls * d_terms["d_cls"] + hp.lambda_gp * d_terms.get("gp", 0.0)
         stop_if_not_finite(self.iteration, loss_d, d_terms, "discriminator")
         opt_d.zero_grad()
@@ -202,9 +211,9 @@ class MDIE(pl.LightningModule):
         logs["train/loss_d"] = loss_d.detach()
         logs["train/d_accuracy_cls"] = self._accuracy(real_cls.detach(), label, mask)
 
-        if self.critic_steps % hp.n_critic == 0:  # the generator (and F, F') step
+        if generator_step:  # the generator (and F, F') step
             self.toggle_optimizer(opt_g)
-            g_terms = self.generator_terms(image, label, mask, target, c_org, c_trg)
+            g_terms = self.generator_terms(image, label, mask, target, c_org, fakes)
             rec = self.reconstruction.alpha * g_terms["rec_lq_l1"] + self.reconstruction.beta * g_terms["rec_hq_l2"]
             loss_g = g_terms["g_adv"] + hp.lambda_cls * g_terms["g_cls"] + hp.lambda_cyc * g_terms["cycle"] + hp.intrinsic_weight * rec
             stop_if_not_finite(self.iteration, loss_g, g_terms, "generator")
