@@ -53,9 +53,13 @@ def color_loss(enhanced: torch.Tensor, target: torch.Tensor, kernel: torch.Tenso
         0.0
     """
     _check("color_loss", enhanced, target)
-    k = kernel.to(enhanced).unsqueeze(0)
-    blur = lambda image: kornia.filters.filter2d_separable(image, k, k, border_type="constant")  # noqa: E731
-    return (blur(target) - blur(enhanced)).pow(2).sum() / (2 * enhanced.shape[0])
+    # In fp32 under mixed precision: a sum over every pixel, and bf16 grouped convolutions
+    # in channels_last never finish on CPUs without native BF16 (PyTorch 2.14, AVX2).
+    with torch.autocast(enhanced.device.type, enabled=False):
+        enhanced, target = enhanced.float(), target.float()
+        k = kernel.to(enhanced).unsqueeze(0)
+        blur = lambda image: kornia.filters.filter2d_separable(image, k, k, border_type="constant")  # noqa: E731
+        return (blur(target) - blur(enhanced)).pow(2).sum() / (2 * enhanced.shape[0])
 
 
 class ColorLoss(nn.Module):
