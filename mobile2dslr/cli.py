@@ -112,16 +112,28 @@ def run_lightning(argv: list[str], run: bool = True):
     warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization and every_n_train_steps")
     # We pass the (path-resolved) argv explicitly, so LightningCLI's args-vs-sys.argv warning is moot.
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
-    return Mobile2DSLRCLI(
-        pl.LightningModule,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf"},
-        args=argv if run else argv[1:],
-        run=run,
-    )
+    try:
+        return Mobile2DSLRCLI(
+            pl.LightningModule,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"},
+            args=argv if run else argv[1:],
+            run=run,
+        )
+    finally:
+        if run:
+            _finish_wandb_run()
+
+
+def _finish_wandb_run() -> None:
+    """Close the wandb run a subcommand opened: WandbLogger leaves it open, and the next
+    run in the same process (the demo's phases, a notebook) would otherwise log into it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def run_command(name: str, argv: list[str]) -> None:

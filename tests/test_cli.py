@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import wandb
 
 from mobile2dslr import REPO_ROOT
 from mobile2dslr.cli import main, resolve_config_paths
@@ -98,6 +99,7 @@ def test_fit_resume_test_and_predict_end_to_end(tmp_path):
     assert ckpt["hyper_parameters"]["generator"]["class_path"] == "lightning_modules.nets.DPEDGenerator"
     assert not any(k.startswith("content_loss.vgg") for k in ckpt["state_dict"])  # VGG stays out
     assert list(run.rglob("wandb/offline-run-*")), "wandb offline run missing"
+    assert wandb.run is None  # closed, so the next run in this process gets its own
 
     main(["fit", *common, "--trainer.max_steps", "12", "--trainer.val_check_interval", "2", "--trainer.logger", "false",
           "--ckpt_path", str(last)])

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import wandb
 from PIL import Image
 from pytorch_lightning.loggers import WandbLogger
 
@@ -25,7 +26,10 @@ def _fit(tmp_path: Path, logger) -> None:
 
 def test_wandb_strips_keep_their_pixels(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
-    _fit(tmp_path, WandbLogger(project="test", save_dir=str(tmp_path), offline=True))
+    try:
+        _fit(tmp_path, WandbLogger(project="test", save_dir=str(tmp_path), offline=True))
+    finally:
+        wandb.finish()  # a later WandbLogger in this process would otherwise reuse the run
     pictures = sorted(tmp_path.rglob("media/images/val/images/*.png"))
     assert pictures, "no strip logged"
     pixels = np.asarray(Image.open(pictures[0]).convert("RGB"))
