@@ -10,7 +10,7 @@ RUN    ?= outputs/demo/$(STAMP_NOW)
 .PHONY: install demo train-mpse train-mdie test test-all bench clean help
 
 help:
-	@echo "make demo      train the MPSE and MDIE phases on the embedded demo data (CPU, ~25 min), enhance and evaluate held-out photos"
+	@echo "make demo      train the MPSE and MDIE phases on the embedded demo data (CPU, ~30 min), enhance and evaluate held-out photos"
 	@echo "make train-mpse  MPSE phase 1 -> recommender -> phase 2 (DATA=root with dped/ and upr/{lq,hq}/; none: demo photos)"
 	@echo "make train-mdie  MDIE Sintel pretrain -> self-supervised -> joint StarGAN (DATA=root with sintel/, upr/, DIV2K/, dped/, dnd/; none: demo data)"
 	@echo "make test      install if needed, then the default test suite (CI runs this)"
