@@ -130,7 +130,7 @@ def run_lightning(argv: list[str], run: bool = True):
 
 def _finish_wandb_run() -> None:
     """Close the wandb run a subcommand opened: WandbLogger leaves it open, and the next
-    run in the same process (the demo's phases, a notebook) would otherwise log into it."""
+    run in the same process (a script or notebook calling main twice, the tests) would log into it."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
